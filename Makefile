@@ -1,0 +1,71 @@
+# quartet: `make repro` runs the whole pipeline, `make test` the test suite. Both set up
+# everything first (a .venv with exact pins, Debian data packages when run as root).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Debian packages the families read their data from (none for the forecaster yet).
+APT_PACKAGES ?=
+
+export PATH := $(BIN):$(PATH)
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export RAY_AUTH_MODE := disabled
+export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S := 0.25
+export RAY_USAGE_STATS_ENABLED := 0
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv deps apt data repro test test-unit serve ui bench clean
+
+help:
+	@echo "make repro   set up, then dvc repro (the whole pipeline on the default profile)"
+	@echo "make test    set up, then run the test suite"
+	@echo "make serve   serve the @champion models on http://127.0.0.1:8000 (docs at /docs)"
+	@echo "make ui      MLflow UI on http://127.0.0.1:5000"
+	@echo "make bench   benchmarks -> BENCHMARKS.md"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/python
+
+# Reinstall when the pins change; `pip install torch==2.13.0` takes the CPU wheel here.
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+deps: $(VENV)/.deps apt
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
+	fi
+
+# data/ is pinned by data.dvc; it is regenerated from its sources and checked against that md5.
+data: deps
+	$(BIN)/quartet data
+
+repro: data
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: deps
+	$(BIN)/python -m pytest -q -ra
+
+test-unit: deps
+	$(BIN)/python -m pytest -q -ra tests/unit
+
+serve: deps
+	$(BIN)/quartet serve
+
+ui: deps
+	$(BIN)/quartet ui
+
+bench: data
+	$(BIN)/python -m bench.forecaster
+
+clean:
+	rm -rf prepared models tuning metrics plots registry ray_results mlruns

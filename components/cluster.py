@@ -1,0 +1,130 @@
+"""Local vs remote Ray, loopback-only settings, job submission, and deadlines.
+
+Why: on this kind of machine Ray would bind the eth0 address and turn token auth on; every
+process we start must listen on 127.0.0.1 only. Every wait here has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from components.config import Params, REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+# Set before Ray starts (stack-verified.md): loopback listeners, no token auth, faster Train
+# health checks, no telemetry from Ray, MLflow or DVC.
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+}
+
+# Variables a job or worker needs to see the same MLflow store and settings as the driver.
+PROPAGATED = ("MLFLOW_TRACKING_URI", "QUARTET_PROFILE")
+
+
+def apply_env() -> None:
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def ray_address(params: Params) -> str | None:
+    return os.environ.get("RAY_ADDRESS") or params.ray.address
+
+
+@contextlib.contextmanager
+def ray_session(params: Params) -> Iterator[None]:
+    """Connect to the configured cluster, or start a local one on 127.0.0.1 sized from params."""
+    apply_env()
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = ray_address(params)
+    env_vars = {k: os.environ[k] for k in (*RAY_ENV, *PROPAGATED) if k in os.environ}
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=params.ray.num_cpus,
+            num_gpus=0,
+            include_dashboard=params.ray.include_dashboard,
+            object_store_memory=params.ray.object_store_mb * 1024**2,
+            runtime_env={"env_vars": env_vars},
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """Raise TimeoutError in the main thread if the block runs past `seconds` (no silent hangs)."""
+
+    def _expired(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"{what} did not finish within {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ----------------------------------------------------------------------------- jobs
+JOB_EXCLUDES = [".git", ".venv", "data", "prepared", "models", "mlruns", "ray_results", ".dvc/cache", ".dvc/tmp"]
+
+
+def submit_job(
+    address: str,
+    entrypoint: str,
+    env_vars: dict[str, str],
+    working_dir: Path = REPO_ROOT,
+    wait: bool = True,
+    timeout_s: float = 1800,
+) -> tuple[str, str]:
+    """`ray job submit` through the SDK: upload the repo (without data/outputs), run, wait.
+
+    The job regenerates its raw data deterministically (`quartet data`), so no shared storage
+    is needed for inputs; results go to the MLflow server named by the profile.
+    Returns (submission id, final status).
+    """
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(
+        entrypoint=entrypoint,
+        runtime_env={"working_dir": str(working_dir), "excludes": JOB_EXCLUDES, "env_vars": env_vars},
+    )
+    log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
+    if not wait:
+        return job_id, "PENDING"
+    end = time.monotonic() + timeout_s
+    status = client.get_job_status(job_id)
+    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        if time.monotonic() > end:
+            client.stop_job(job_id)
+            raise TimeoutError(f"job {job_id} did not finish within {timeout_s:.0f} s (stopped)")
+        time.sleep(2)
+        status = client.get_job_status(job_id)
+    if status != JobStatus.SUCCEEDED:
+        logs = client.get_job_logs(job_id)
+        raise RuntimeError(f"job {job_id} ended {status}; last log lines:\n" + "\n".join(logs.splitlines()[-30:]))
+    return job_id, str(status)

@@ -1,0 +1,259 @@
+"""Load and validate `params.yaml`, resolve paths, apply profiles.
+
+Why one module: every stage, Tune trial, Train worker and Serve replica reads the same params,
+so they must agree on defaults and on where things live. Paths are resolved against the repo
+root (never the current directory: Tune and Train change it) and errors name the exact key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = "params.yaml"
+PROFILES_DIR = "profiles"
+
+
+class ConfigError(ValueError):
+    """A user mistake in params or data: the message says which key/file and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RayParams(_Strict):
+    address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")
+    num_cpus: int | None = Field(2, gt=0, description="CPUs of the local Ray (None: all cores).")
+    object_store_mb: int = Field(256, gt=0)
+    include_dashboard: bool = False
+    storage_path: str = Field("ray_results", description="Train/Tune storage; relative = under the repo.")
+
+
+class MlflowParams(_Strict):
+    tracking_uri: str | None = Field(
+        None, description="None: sqlite:///<repo>/mlruns/mlflow.db; MLFLOW_TRACKING_URI overrides."
+    )
+    artifact_root: str = Field("mlruns/artifacts", description="Artifact root for new experiments.")
+    experiment_prefix: str = "quartet"
+
+
+class ServeParams(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    replica_cpus: float = Field(0.25, gt=0)
+    max_body_bytes: int = Field(2_000_000, gt=0)
+    max_batch_size: int = Field(16, gt=0)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    ready_timeout_s: float = Field(120, gt=0)
+
+
+class SpaceSpec(_Strict):
+    """One searchable hyperparameter: exactly one of the distributions."""
+
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SpaceSpec":
+        given = [k for k in ("choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of choice/uniform/loguniform/randint, got {given or 'none'}")
+        for k in ("uniform", "loguniform", "randint"):
+            lo_hi = getattr(self, k)
+            if lo_hi is not None and not lo_hi[0] < lo_hi[1]:
+                raise ValueError(f"{k} needs low < high, got {list(lo_hi)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform needs low > 0")
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice needs at least one value")
+        return self
+
+
+class TuneParams(_Strict):
+    models: list[str] = Field(min_length=1, description="Candidate models; the sweep picks one.")
+    num_samples: int = Field(gt=0)
+    epochs: int = Field(gt=0, description="Max epochs per trial (ASHA max_t).")
+    grace_period: int = Field(1, gt=0)
+    max_concurrent: int = Field(2, gt=0, description="Upper bound; also capped by free CPUs.")
+    cpus_per_trial: float = Field(1, gt=0)
+    launcher: Literal["function", "trainer"] = Field(
+        "function", description="function: the loop in the trial process; trainer: a TorchTrainer per trial."
+    )
+    num_workers_per_trial: int = Field(1, gt=0, description="Only for launcher=trainer.")
+    max_train_samples: int | None = Field(None, gt=0, description="Subsample the train split for speed.")
+    search_space: dict[str, dict[str, SpaceSpec]] = Field(
+        default_factory=dict, description="model -> {hparam: distribution}; models without one use defaults."
+    )
+    timeout_s: float = Field(1800, gt=0)
+
+
+class TrainParams(_Strict):
+    epochs: int = Field(gt=0)
+    num_workers: int = Field(1, gt=0)
+    cpus_per_worker: float = Field(1, gt=0)
+    max_failures: int = Field(1, ge=0)
+    hparams: dict[str, Any] = Field(default_factory=dict, description="Defaults under the tuned values.")
+    timeout_s: float = Field(1800, gt=0)
+
+
+class TaskParams(_Strict):
+    prepare: dict[str, Any] = Field(default_factory=dict)
+    tune: TuneParams
+    train: TrainParams
+    evaluate: dict[str, Any] = Field(default_factory=dict)
+
+
+class Params(_Strict):
+    seed: int = 42
+    ray: RayParams = RayParams()
+    mlflow: MlflowParams = MlflowParams()
+    serve: ServeParams = ServeParams()
+    families: dict[str, dict[str, TaskParams]] = Field(default_factory=dict)
+
+    @field_validator("families")
+    @classmethod
+    def _non_empty_tasks(cls, v: dict[str, dict[str, TaskParams]]) -> dict[str, dict[str, TaskParams]]:
+        for family, tasks in v.items():
+            if not tasks:
+                raise ValueError(f"family {family!r} lists no tasks")
+        return v
+
+    def task(self, family: str, task: str) -> TaskParams:
+        if family not in self.families:
+            raise ConfigError(f"params: no section families.{family} (known: {sorted(self.families)})")
+        tasks = self.families[family]
+        if task not in tasks:
+            raise ConfigError(f"params: no task families.{family}.{task} (known: {sorted(tasks)})")
+        return tasks[task]
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Profiles override params key by key; lists and scalars are replaced whole."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  - {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def profile_overrides(name: str, root: Path = REPO_ROOT) -> dict[str, Any]:
+    path = root / PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (root / PROFILES_DIR).glob("*.yaml"))
+        raise ConfigError(f"unknown profile {name!r}: no {path.relative_to(root)} (known: {known})")
+    return read_yaml(path)
+
+
+def raw_params(root: Path = REPO_ROOT, profile: str | None = None, params_file: str = PARAMS_FILE) -> dict[str, Any]:
+    raw = read_yaml(root / params_file)
+    if profile:
+        raw = deep_merge(raw, profile_overrides(profile, root))
+    return raw
+
+
+def validate(raw: dict[str, Any], source: str = PARAMS_FILE) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(source, e)) from None
+
+
+def load(root: Path = REPO_ROOT, profile: str | None = None, params_file: str = PARAMS_FILE) -> Params:
+    """params.yaml (+ profiles/<profile>.yaml), validated. Raises ConfigError naming the key."""
+    source = params_file + (f" + {PROFILES_DIR}/{profile}.yaml" if profile else "")
+    return validate(raw_params(root, profile, params_file), source)
+
+
+def resolve(path: str | Path, root: Path = REPO_ROOT) -> Path:
+    """Absolute path: relative ones are under the repo root (Ray changes the working directory)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (root / p).resolve()
+
+
+def tracking_uri(params: Params, root: Path = REPO_ROOT) -> str:
+    """MLFLOW_TRACKING_URI wins; then params; then a sqlite file under mlruns/ (absolute path)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if params.mlflow.tracking_uri:
+        return params.mlflow.tracking_uri
+    return f"sqlite:///{resolve('mlruns/mlflow.db', root)}"
+
+
+def artifact_root(params: Params, root: Path = REPO_ROOT) -> str:
+    return resolve(params.mlflow.artifact_root, root).as_uri()
+
+
+class Layout(_Strict):
+    """Where each stage of one (family, task) reads and writes: the contract between stages."""
+
+    root: Path
+    family: str
+    task: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}-{self.task}"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "data" / self.family
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.root / "prepared" / self.family / self.task
+
+    @property
+    def best_params(self) -> Path:
+        return self.root / "tuning" / self.family / self.task / "best_params.yaml"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "models" / self.family / self.task
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.root / "metrics" / f"{self.key}.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots" / self.family / self.task
+
+    @property
+    def registry_file(self) -> Path:
+        return self.root / "registry" / f"{self.key}.json"
+
+
+def layout(family: str, task: str, root: Path = REPO_ROOT) -> Layout:
+    return Layout(root=root, family=family, task=task)

@@ -1,0 +1,220 @@
+"""Ray Serve: one app, one deployment per family, each loading its tasks' `@champion` models.
+
+Why this shape: the families differ in models but not in plumbing. The ingress (FastAPI, OpenAPI
+at /docs) validates request bodies with each family's pydantic models and enforces the body
+size limit; the family deployment batches requests (`@serve.batch`) and hands them to the
+family's Predictor. Bad requests get 4xx JSON (`{"detail": ...}`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from components.family import RequestError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FamilyServeSpec:
+    """What the app needs of a family: its name, Predictor import path, tasks and routes."""
+
+    family: str
+    predictor_path: str
+    tasks: tuple[str, ...]
+    routes: tuple[Any, ...]  # components.family.Route
+
+
+def bind_internal_grpc_to_loopback() -> None:
+    """Ray Serve 2.60 replicas bind their inter-deployment gRPC server on [::]:0, i.e. on every
+    interface, whatever the node address. Our servers listen on 127.0.0.1 only, so the replica
+    module's helper is wrapped to rewrite that address before the replica starts the server
+    (it does so right after our constructor returns)."""
+    from ray.serve._private import replica
+
+    original = replica.add_port_to_grpc_server
+    if getattr(original, "quartet_loopback", False):
+        return
+
+    def loopback(server: Any, address: str) -> Any:
+        if address.startswith("[::]:") or address.startswith("0.0.0.0:"):
+            address = "127.0.0.1:" + address.rsplit(":", 1)[1]
+        return original(server, address)
+
+    loopback.quartet_loopback = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = loopback
+
+
+def _error(status: int, detail: Any) -> dict[str, Any]:
+    return {"_error": status, "detail": detail}
+
+
+class FamilyModels:
+    """Serve deployment body: loads champions of every task of one family; answers batches."""
+
+    def __init__(self, spec: FamilyServeSpec, tracking_uri: str, max_batch_size: int, batch_wait_timeout_s: float):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from components.track import download_champion, load_predictor, registered_name
+
+        bind_internal_grpc_to_loopback()
+        mlflow.set_tracking_uri(tracking_uri)
+        self.family = spec.family
+        self.predictors: dict[str, Any] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.missing: dict[str, str] = {}
+        cache = Path(tempfile.mkdtemp(prefix=f"quartet-serve-{spec.family}-"))
+        for task in spec.tasks:
+            name = registered_name(spec.family, task)
+            try:
+                model_dir, version, info = download_champion(name, cache / task)
+                self.predictors[task] = load_predictor(spec.predictor_path, model_dir, model_version=version)
+                self.models[task] = info
+            except (MlflowException, FileNotFoundError) as e:
+                self.missing[task] = f"{name}@champion not available: {str(e).splitlines()[0][:200]}"
+                log.warning("%s", self.missing[task])
+        self.handle.set_max_batch_size(max_batch_size)
+        self.handle.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def info(self) -> dict[str, Any]:
+        return {"family": self.family, "models": self.models, "missing": self.missing}
+
+    def _answer_group(self, predictor: Any, bodies: list[Any]) -> list[dict[str, Any]]:
+        try:
+            return [r.model_dump() for r in predictor.predict_batch(bodies)]
+        except RequestError:
+            # One bad request must not fail its batch-mates: answer them one by one.
+            out = []
+            for body in bodies:
+                try:
+                    out.append(predictor.predict_batch([body])[0].model_dump())
+                except RequestError as e:
+                    out.append(_error(422, str(e)))
+            return out
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def handle(self, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """items: (route name, validated request body). Grouped by (route, task), one pass each."""
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, (route, body) in enumerate(items):
+            if body.task not in self.predictors:
+                results[i] = _error(404, {"message": f"unknown {self.family} task {body.task!r}",
+                                          "served_tasks": sorted(self.predictors)})
+            else:
+                groups[(route, body.task)].append(i)
+        for (route, task), idx in groups.items():
+            predictor = self.predictors[task]
+            method = getattr(predictor, f"{route}_batch", None) if route != "predict" else None
+            if method is not None:
+                answers = [r.model_dump() for r in method([items[i][1] for i in idx])]
+            else:
+                answers = self._answer_group(predictor, [items[i][1] for i in idx])
+            for i, a in zip(idx, answers):
+                results[i] = a
+        return results  # type: ignore[return-value]
+
+
+def _endpoint(owner: type, family: str, route: Any) -> Any:
+    """An ingress method `POST /<family>/<route>` typed with the family's pydantic models."""
+
+    async def endpoint(self: Any, body: Any) -> Any:
+        return await self.call(family, route.name, body)
+
+    endpoint.__name__ = f"{family}_{route.name}"
+    endpoint.__qualname__ = f"{owner.__qualname__}.{family}_{route.name}"  # Serve binds `self` by qualname
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=route.request),
+        ],
+        return_annotation=route.response,
+    )
+    return endpoint
+
+
+def build_app(
+    specs: list[FamilyServeSpec],
+    tracking_uri: str,
+    replica_cpus: float = 0.25,
+    max_body_bytes: int = 2_000_000,
+    max_batch_size: int = 16,
+    batch_wait_timeout_s: float = 0.005,
+) -> Any:
+    """The Serve application: ingress + one FamilyModels deployment per family."""
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI(
+        title="quartet",
+        description="Champion models of the Hands-On ML ch. 15-18 families (contract: DESIGN.md section 5).",
+        version="1",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Any:
+        # The default handler echoes the input back, which fails on NaN (not JSON): keep loc + msg.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            return JSONResponse(status_code=413, content={"detail": f"request body of {length} bytes exceeds {max_body_bytes}"})
+        if length is None and request.method == "POST":
+            body = await request.body()
+            if len(body) > max_body_bytes:
+                return JSONResponse(status_code=413, content={"detail": f"request body exceeds {max_body_bytes} bytes"})
+        return await call_next(request)
+
+    class Ingress:
+        def __init__(self, handles: dict[str, Any]) -> None:
+            bind_internal_grpc_to_loopback()
+            self.handles = handles
+
+        async def call(self, family: str, route: str, body: Any) -> Any:
+            result = await self.handles[family].handle.remote((route, body))
+            if "_error" in result:
+                raise HTTPException(status_code=result["_error"], detail=result["detail"])
+            return result
+
+        async def health(self) -> dict[str, Any]:
+            infos = {f: await h.info.remote() for f, h in self.handles.items()}
+            return {"status": "ok", "served": {f: sorted(i["models"]) for f, i in infos.items()}}
+
+        async def models(self) -> dict[str, Any]:
+            infos = {f: await h.info.remote() for f, h in self.handles.items()}
+            return {"models": [m for i in infos.values() for m in i["models"].values()],
+                    "missing": {f: i["missing"] for f, i in infos.items() if i["missing"]}}
+
+    app.get("/health")(Ingress.health)
+    app.get("/models")(Ingress.models)
+    for spec in specs:
+        for route in spec.routes:
+            method = _endpoint(Ingress, spec.family, route)
+            setattr(Ingress, method.__name__, method)
+            app.post(f"/{spec.family}/{route.name}", response_model=route.response, name=method.__name__)(method)
+
+    ingress = serve.deployment(name="ingress", ray_actor_options={"num_cpus": replica_cpus})(serve.ingress(app)(Ingress))
+    handles = {}
+    for spec in specs:
+        deployment = serve.deployment(name=spec.family, ray_actor_options={"num_cpus": replica_cpus})(FamilyModels)
+        handles[spec.family] = deployment.bind(spec, tracking_uri, max_batch_size, batch_wait_timeout_s)
+    return ingress.bind(handles)
+
+
+def start(app: Any, host: str, port: int, name: str = "quartet") -> Any:
+    """Run the app on host:port (127.0.0.1 by default); returns when every replica is ready."""
+    serve.start(http_options={"host": host, "port": port})
+    return serve.run(app, name=name, route_prefix="/", blocking=False)

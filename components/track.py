@@ -1,0 +1,237 @@
+"""MLflow: experiments, lineage tags, per-epoch metrics, pyfunc models, registry and champions.
+
+Why driver-side: each stage process is the one MLflow writer (sqlite allows one writer well;
+workers never need credentials). Experiments are `quartet/<family>/<task>` so every model of a
+task lines up in the compare view; registered models are `quartet-<family>-<task>` with the
+alias `@champion`, moved only when a new version beats the champion on the same test metric.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import REPO_ROOT, Params, artifact_root, tracking_uri
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_model.py")
+
+
+def experiment_name(params: Params, family: str, task: str) -> str:
+    return f"{params.mlflow.experiment_prefix}/{family}/{task}"
+
+
+def registered_name(family: str, task: str) -> str:
+    return f"quartet-{family}-{task}"
+
+
+def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT) -> str:
+    """Point MLflow at the store and make sure the task's experiment exists; returns its id."""
+    import mlflow
+
+    uri = tracking_uri(params, root)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    name = experiment_name(params, family, task)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None if uri.startswith("http") else f"{artifact_root(params, root)}/{family}/{task}"
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by another process
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (subprocess.SubprocessError, FileNotFoundError):
+        return "unknown"
+
+
+def data_md5(root: Path = REPO_ROOT) -> str:
+    path = root / "data.dvc"
+    try:
+        return str(yaml.safe_load(path.read_text())["outs"][0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return "unknown"
+
+
+def lineage_tags(family: str, task: str, stage: str, model: str | None = None, root: Path = REPO_ROOT) -> dict[str, str]:
+    """Tags that tie an MLflow run to the code and data that produced it."""
+    tags = {
+        "quartet.family": family,
+        "quartet.task": task,
+        "quartet.stage": stage,
+        "dvc.stage": f"{stage}@{family}-{task}",
+        "git.commit": git_commit(root),
+        "data.dvc.md5": data_md5(root),
+    }
+    if model:
+        tags["quartet.model"] = model
+    return tags
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """MLflow params are flat strings; nested dicts become dotted keys."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_history(history: list[dict[str, float]]) -> None:
+    """Per-epoch metrics of the active run, step = epoch (the UI draws them as curves)."""
+    import mlflow
+
+    for row in history:
+        step = int(row["epoch"])
+        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and _finite(v)}, step=step)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(float(v))
+
+
+# ----------------------------------------------------------------------------- models + registry
+def log_pyfunc(model_dir: Path, predictor_path: str, input_example: dict[str, Any]) -> Any:
+    """Log a model dir as a pyfunc (models-from-code, code shipped along) and smoke-test it."""
+    import mlflow
+
+    model_info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_ENTRY),
+        artifacts={"model_dir": str(model_dir)},
+        code_paths=[str(REPO_ROOT / "components"), str(REPO_ROOT / "pipelines")],
+        input_example=input_example,
+        model_config={"predictor": predictor_path},
+        pip_requirements=_pip_requirements(),
+    )
+    return model_info
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("torch", "mlflow", "numpy", "pandas", "pydantic", "pyarrow", "PyYAML")]
+
+
+def load_predictor(predictor_path: str, model_dir: Path, model_version: str | None = None) -> Any:
+    """'package.module:Class' -> an instance; string-based so components never import a family."""
+    module, _, cls = predictor_path.partition(":")
+    return getattr(importlib.import_module(module), cls)(model_dir, model_version=model_version)
+
+
+def smoke_test(model_uri: str, input_example: dict[str, Any]) -> Any:
+    """Load the logged model the way `mlflow models serve` does and predict once; raises if broken."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    return model.predict(input_example)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    version: str
+    metric: str
+    value: float
+    previous_version: str | None
+    previous_value: float | None
+    promoted: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def champion(name: str) -> tuple[str, float | None, str] | None:
+    """(version, its recorded test metric value, metric name) of the current champion, if any."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    metric = mv.tags.get("quartet.metric", "")
+    value = mv.tags.get("quartet.metric_value")
+    return mv.version, (float(value) if value is not None else None), metric
+
+
+def register_and_promote(
+    model_uri: str, name: str, metric: str, value: float, mode: str, tags: dict[str, str]
+) -> Promotion:
+    """Register a version; move @champion only if it beats the champion on the same metric."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    current = champion(name)
+    mv = mlflow.register_model(model_uri, name, tags={**tags, "quartet.metric": metric, "quartet.metric_value": repr(value)})
+    client.set_model_version_tag(name, mv.version, "quartet.metric", metric)
+    if current is None:
+        promoted, reason = True, "no champion yet"
+        prev_version, prev_value = None, None
+    else:
+        prev_version, prev_value, prev_metric = current
+        if prev_metric != metric or prev_value is None:
+            promoted = True
+            reason = f"champion v{prev_version} has no comparable {metric!r}; the new version takes over"
+        else:
+            better = value < prev_value if mode == "min" else value > prev_value
+            promoted = better
+            cmp = "beats" if better else "does not beat"
+            reason = f"{metric} {value:.6g} {cmp} champion v{prev_version} ({prev_value:.6g})"
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, mv.version)
+    client.set_model_version_tag(name, mv.version, "quartet.promoted", str(promoted).lower())
+    return Promotion(name, str(mv.version), metric, value, prev_version, prev_value, promoted, reason)
+
+
+def download_champion(name: str, dst: Path) -> tuple[Path, str, dict[str, Any]]:
+    """Download `models:/<name>@champion` -> (local model dir, version, version info for /models)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{CHAMPION}", dst_path=str(dst)))
+    model_dir = local / "artifacts" / "model_dir"
+    if not model_dir.is_dir():
+        candidates = [p.parent for p in local.rglob("config.json")]
+        if not candidates:
+            raise FileNotFoundError(f"models:/{name}@{CHAMPION} has no quartet model dir")
+        model_dir = candidates[0]
+    run = mlflow.get_run(mv.run_id) if mv.run_id else None
+    test_metrics = {k: v for k, v in (run.data.metrics.items() if run else []) if k.startswith("test_")}
+    info = {
+        "name": name,
+        "version": str(mv.version),
+        "alias": CHAMPION,
+        "run_id": mv.run_id,
+        "metric": mv.tags.get("quartet.metric"),
+        "test_metrics": test_metrics,
+    }
+    return model_dir, str(mv.version), info

@@ -1,0 +1,20 @@
+"""The families: name -> Family. `cli.py` is the only place that wires a family into a verb."""
+
+from __future__ import annotations
+
+from components.config import ConfigError
+from components.family import Family
+
+
+def families() -> dict[str, Family]:
+    # Imported lazily so that `import pipelines` stays cheap and side-effect free.
+    from pipelines.forecaster import FAMILY as forecaster
+
+    return {f.name: f for f in (forecaster,)}
+
+
+def get(name: str) -> Family:
+    known = families()
+    if name not in known:
+        raise ConfigError(f"unknown family {name!r} (known: {sorted(known)})")
+    return known[name]

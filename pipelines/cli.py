@@ -1,0 +1,386 @@
+"""`quartet <stage> <family> <task>`, `quartet serve`, `quartet submit ...`: the only wiring of
+families into verbs. Every command is also a plain function that tests call directly; each stage
+writes one small file that the next stage reads (the DVC outputs in dvc.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from components import cluster, config, data, track
+from components.config import REPO_ROOT, ConfigError, Params, layout
+from pipelines import families, get
+
+log = logging.getLogger("quartet")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+submit_app = typer.Typer(no_args_is_help=True, help="Submit work to a running Ray cluster (ray job submit).")
+app.add_typer(submit_app, name="submit")
+
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", envvar="QUARTET_PROFILE", help="Apply profiles/<name>.yaml over params.yaml.")
+]
+
+
+def _params(profile: str | None, root: Path = REPO_ROOT) -> Params:
+    return config.load(root, profile)
+
+
+def _task_params(params: Params, family: str, task: str) -> config.TaskParams:
+    fam = get(family)
+    if task not in fam.tasks:
+        raise ConfigError(f"family {family!r} has no task {task!r} (tasks: {list(fam.tasks)})")
+    return params.task(family, task)
+
+
+# ----------------------------------------------------------------------------- data
+def dvc_dir_md5(path: Path) -> str:
+    """The md5 DVC records for a directory in a .dvc file (md5 of its sorted file listing)."""
+    import hashlib
+
+    entries = []
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        entries.append({"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(path).as_posix()})
+    entries.sort(key=lambda e: tuple(e["relpath"].split("/")))
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def make_data(root: Path = REPO_ROOT, verify: bool = True, force: bool = False) -> str:
+    """Materialise data/ from its sources (deterministic), then check it against data.dvc."""
+    params = _params(None, root)
+    data_dir = root / "data"
+    if force or not data_dir.exists():
+        with data.atomic_dir(data_dir) as tmp:
+            for fam in families().values():
+                fam.ingest(tmp / fam.name, params.seed)
+    md5 = dvc_dir_md5(data_dir)
+    expected = track.data_md5(root)
+    if verify and expected != "unknown" and md5 != expected:
+        raise ConfigError(
+            f"data/ hashes to {md5} but data.dvc pins {expected}: the sources changed "
+            "(package versions?). Inspect, then `dvc add data` if the change is intended."
+        )
+    return md5
+
+
+@app.command("data")
+def data_cmd(
+    verify: Annotated[bool, typer.Option(help="Check data/ against the md5 in data.dvc.")] = True,
+    force: Annotated[bool, typer.Option(help="Regenerate even if data/ exists.")] = False,
+) -> None:
+    """Materialise the raw datasets under data/ (run by `make data` when data/ is missing)."""
+    md5 = make_data(REPO_ROOT, verify, force)
+    typer.echo(f"data/ ok: {md5}")
+
+
+# ----------------------------------------------------------------------------- stages
+def prepare(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
+    params = _params(profile, root)
+    tp = _task_params(params, family, task)
+    lay = layout(family, task, root)
+    with data.atomic_dir(lay.prepared_dir) as tmp:
+        info = get(family).prepare(task, tp.prepare, lay.raw_dir, tmp, params.seed)
+    log.info("prepared %s: %s", lay.key, info.get("counts"))
+    return info
+
+
+def _base_loop(params: Params, family: str, task: str, hparams: dict[str, Any], epochs: int, root: Path, **extra: Any):
+    from components.train import loop_config
+
+    lay = layout(family, task, root)
+    info = data.read_json(lay.prepared_dir / "info.json")
+    return loop_config(family, task, hparams, info, lay.prepared_dir, epochs, params.seed, "plain", **extra)
+
+
+def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """Sweep with Ray Tune; write best_params.yaml (the trials live in MLflow)."""
+    from components.tune import run_sweep
+
+    params = _params(profile, root)
+    tp = _task_params(params, family, task)
+    fam = get(family)
+    for model in tp.tune.models:  # fail fast on a bad model name or default, before Ray starts
+        fam.validate_hparams({**tp.train.hparams, "model": model})
+    base = _base_loop(params, family, task, {**tp.train.hparams, "model": tp.tune.models[0]}, tp.tune.epochs, root,
+                      max_train_samples=tp.tune.max_train_samples)
+    metric = fam.metrics[task]
+    with cluster.ray_session(params), cluster.deadline(tp.tune.timeout_s + 300, f"tune {family}/{task}"):
+        track.setup(params, family, task, root)
+        result = run_sweep(
+            family=family, task=task, params=params, train_loop=fam.train_loop, validate_hparams=fam.validate_hparams,
+            base_loop=base, metric=metric.val, mode=metric.mode, experiment=track.experiment_name(params, family, task),
+            tags=track.lineage_tags(family, task, "tune", root=root), tracking_uri=config.tracking_uri(params, root),
+        )
+    out = {
+        "hparams": result.best_hparams,
+        "metric": result.metric,
+        "value": result.best_value,
+        "trials": result.n_trials,
+        "mlflow_sweep_run_id": result.parent_run_id,
+    }
+    data.write_text_atomic(layout(family, task, root).best_params, yaml.safe_dump(out, sort_keys=True))
+    log.info("best %s = %.6g with %s", result.metric, result.best_value, result.best_hparams)
+    return out
+
+
+def train(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """Retrain the best config with Ray Train; write the model dir; log the run to MLflow."""
+    import mlflow
+
+    from components.train import fit
+
+    params = _params(profile, root)
+    tp = _task_params(params, family, task)
+    fam = get(family)
+    lay = layout(family, task, root)
+    best = config.read_yaml(lay.best_params) if lay.best_params.exists() else {"hparams": {}}
+    hparams = fam.validate_hparams({**tp.train.hparams, **best.get("hparams", {})})
+    loop = _base_loop(params, family, task, hparams, tp.train.epochs, root)
+    with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family}/{task}"):
+        track.setup(params, family, task, root)
+        result = fit(fam.train_loop, loop, params, tp.train.num_workers, tp.train.cpus_per_worker,
+                     tp.train.max_failures, lay.model_dir)
+    tags = track.lineage_tags(family, task, "train", hparams["model"], root)
+    with mlflow.start_run(run_name=f"train-{hparams['model']}", tags=tags) as run:
+        mlflow.log_params(track.flatten({"hparams": hparams, "train": tp.train.model_dump(exclude={"hparams"})}))
+        mlflow.log_param("tune.sweep_run_id", best.get("mlflow_sweep_run_id", "none"))
+        track.log_history(result.history)
+        mlflow.log_metric("train_wall_s", result.wall_s)
+        mlflow.log_artifacts(str(lay.model_dir), "model_dir")
+    data.write_json(lay.model_dir / "run.json", {"mlflow_run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
+    return {"run_id": run.info.run_id, "epochs": len(result.history), "wall_s": result.wall_s}
+
+
+def evaluate(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, float]:
+    """Metrics (DVC metrics JSON + MLflow) and plots (DVC plots + MLflow artifacts)."""
+    import mlflow
+
+    params = _params(profile, root)
+    tp = _task_params(params, family, task)
+    lay = layout(family, task, root)
+    run_id = data.read_json(lay.model_dir / "run.json")["mlflow_run_id"]
+    with data.atomic_dir(lay.plots_dir) as plots:
+        metrics = get(family).evaluate(lay.model_dir, lay.prepared_dir, plots, tp.evaluate)
+    data.write_json(lay.metrics_file, metrics)
+    track.setup(params, family, task, root)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifacts(str(lay.plots_dir), "plots")
+    return metrics
+
+
+def register(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """Log the model dir as a pyfunc, smoke-test it, register it, promote it if it is better."""
+    import math
+
+    import mlflow
+
+    params = _params(profile, root)
+    _task_params(params, family, task)
+    fam = get(family)
+    lay = layout(family, task, root)
+    metrics = data.read_json(lay.metrics_file)
+    metric = fam.metrics[task]
+    value = metrics.get(metric.test)
+    if value is None or not math.isfinite(float(value)):
+        raise ConfigError(f"{lay.metrics_file}: no finite {metric.test!r}; not registering a broken model")
+    run_id = data.read_json(lay.model_dir / "run.json")["mlflow_run_id"]
+    example = fam.input_example(lay.model_dir)
+    predictor_path = f"{fam.predictor.__module__}:{fam.predictor.__name__}"
+    track.setup(params, family, task, root)
+    with mlflow.start_run(run_id=run_id):
+        info = track.log_pyfunc(lay.model_dir, predictor_path, example)
+    track.smoke_test(info.model_uri, example)  # raises before registration if the model is broken
+    config_json = data.read_json(lay.model_dir / "config.json")
+    tags = track.lineage_tags(family, task, "register", config_json["model"], root)
+    promotion = track.register_and_promote(
+        info.model_uri, track.registered_name(family, task), metric.test, float(value), metric.mode, tags
+    )
+    log.info("%s v%s: %s", promotion.name, promotion.version, promotion.reason)
+    typer.echo(f"{promotion.name} v{promotion.version}: {'promoted to @champion' if promotion.promoted else 'not promoted'} ({promotion.reason})")
+    out = promotion.as_dict() | {"model_uri": info.model_uri}
+    data.write_json(lay.registry_file, out)
+    return out
+
+
+STAGES = {"prepare": prepare, "tune": tune, "train": train, "evaluate": evaluate, "register": register}
+
+
+def _stage_command(name: str) -> None:
+    fn = STAGES[name]
+
+    def command(
+        family: Annotated[str, typer.Argument(help="forecaster | ...")],
+        task: Annotated[str, typer.Argument(help="e.g. synthetic, vic_elec")],
+        profile: ProfileOpt = None,
+    ) -> None:
+        t0 = time.perf_counter()
+        fn(family, task, profile)
+        typer.echo(f"{name} {family}/{task} done in {time.perf_counter() - t0:.1f} s")
+
+    command.__doc__ = fn.__doc__
+    app.command(name)(command)
+
+
+for _name in STAGES:
+    _stage_command(_name)
+
+
+# ----------------------------------------------------------------------------- serve + ui
+def serve_specs() -> list[Any]:
+    from components.serve import FamilyServeSpec
+
+    return [
+        FamilyServeSpec(f.name, f"{f.predictor.__module__}:{f.predictor.__name__}", f.tasks, f.routes)
+        for f in families().values()
+    ]
+
+
+def serve_app(args: dict[str, Any] | None = None) -> Any:
+    """Serve application builder (`serve run pipelines.cli:serve_app`, infra/serve/*.yaml)."""
+    from components.serve import build_app
+
+    args = args or {}
+    params = _params(args.get("profile") or os.environ.get("QUARTET_PROFILE"))
+    s = params.serve
+    return build_app(serve_specs(), config.tracking_uri(params), s.replica_cpus, s.max_body_bytes, s.max_batch_size,
+                     s.batch_wait_timeout_s)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str | None, typer.Option(help="Bind address (default params serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default params serve.port, 8000).")] = None,
+    block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C.")] = True,
+    profile: ProfileOpt = None,
+) -> None:
+    """Serve every family's @champion models over HTTP (OpenAPI page at /docs)."""
+    from components.serve import start
+
+    params = _params(profile)
+    host, port = host or params.serve.host, port or params.serve.port
+    with cluster.ray_session(params):
+        with cluster.deadline(params.serve.ready_timeout_s, "serve start"):
+            start(serve_app({"profile": profile}), host, port)
+        typer.echo(f"serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+        if not block:
+            return
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopping")
+
+
+@app.command("ui")
+def ui_cmd(port: Annotated[int, typer.Option(help="UI port on 127.0.0.1.")] = 5000, profile: ProfileOpt = None) -> None:
+    """Open the MLflow UI on 127.0.0.1 over the pipeline's tracking store."""
+    params = _params(profile)
+    uri = config.tracking_uri(params)
+    if uri.startswith("http"):
+        typer.echo(f"the tracking store is a server already: open {uri}")
+        return
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", uri, "--default-artifact-root", config.artifact_root(params)]
+    typer.echo("$ " + shlex.join(cmd))
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.execv(sys.executable, cmd)
+
+
+# ----------------------------------------------------------------------------- cluster jobs
+def submit_tune(
+    family: str,
+    address: str,
+    tasks: list[str] | None = None,
+    profile: str = "cluster",
+    mlflow_uri: str | None = None,
+    wait: bool = True,
+    timeout_s: float = 3600,
+    root: Path = REPO_ROOT,
+) -> tuple[str, str]:
+    """Submit `prepare + tune` for a family's tasks as one Ray job."""
+    params = _params(profile, root)
+    fam = get(family)
+    for t in tasks or fam.tasks:
+        _task_params(params, family, t)
+    uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
+    if not uri or not uri.startswith(("http://", "https://")):
+        raise ConfigError(
+            "a cluster job needs an MLflow server every node can reach: set mlflow.tracking_uri in "
+            f"profiles/{profile}.yaml, MLFLOW_TRACKING_URI, or --mlflow-uri (http://...)"
+        )
+    steps = ["python -m pipelines.cli data --no-verify"]
+    for t in tasks or fam.tasks:
+        steps += [f"python -m pipelines.cli prepare {family} {t}", f"python -m pipelines.cli tune {family} {t}"]
+    env = {k: v for k, v in cluster.RAY_ENV.items()} | {"MLFLOW_TRACKING_URI": uri, "QUARTET_PROFILE": profile}
+    return cluster.submit_job(address, " && ".join(steps), env, root, wait, timeout_s)
+
+
+@submit_app.command("tune")
+def submit_tune_cmd(
+    family: Annotated[str, typer.Argument(help="family to tune, e.g. forecaster")],
+    address: Annotated[str, typer.Option(help="Ray dashboard address, e.g. http://HEAD:8265", envvar="RAY_JOBS_ADDRESS")],
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable); default all.")] = None,
+    profile: Annotated[str, typer.Option(help="Profile applied inside the job.")] = "cluster",
+    mlflow_uri: Annotated[str | None, typer.Option(help="MLflow server for the job's runs.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 3600,
+) -> None:
+    """`ray job submit` the tuning of FAMILY; the trials land in the profile's MLflow server."""
+    job_id, status = submit_tune(family, address, task, profile, mlflow_uri, wait, timeout)
+    typer.echo(f"job {job_id}: {status}")
+
+
+# ----------------------------------------------------------------------------- profiles
+@app.command("profile")
+def profile_cmd(
+    name: Annotated[str, typer.Argument(help="profiles/<name>.yaml")],
+    output: Annotated[Path, typer.Option(help="Where to write the merged params.")] = Path("params.yaml"),
+) -> None:
+    """Write params.yaml with a profile's overrides applied (DVC then tracks the change)."""
+    write_profile(name, REPO_ROOT / output if not output.is_absolute() else output)
+    typer.echo(f"wrote {output} with profile {name!r}")
+
+
+def write_profile(name: str, output: Path, root: Path = REPO_ROOT) -> None:
+    merged = config.raw_params(root, name)
+    config.validate(merged, f"params.yaml + profiles/{name}.yaml")
+    header = f"# params.yaml with profiles/{name}.yaml applied (quartet profile {name}).\n"
+    data.write_text_atomic(output, header + yaml.safe_dump(merged, sort_keys=False))
+
+
+def main() -> None:
+    cluster.apply_env()
+    logging.basicConfig(level=os.environ.get("QUARTET_LOG", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except TimeoutError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(3)
+    except (typer.Exit, typer.Abort) as e:
+        sys.exit(getattr(e, "exit_code", 1))
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
