@@ -33,7 +33,11 @@ RAY_ENV = {
 }
 
 # Variables a job or worker needs to see the same MLflow store and settings as the driver.
-PROPAGATED = ("MLFLOW_TRACKING_URI", "QUARTET_PROFILE")
+PROPAGATED = ("MLFLOW_TRACKING_URI", "QUARTET_PROFILE", "QUARTET_GIT_COMMIT")
+# What a job on someone's cluster inherits from us: telemetry and per-run behaviour only, never
+# the loopback or auth settings (those belong to the cluster's own configuration).
+JOB_ENV = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_USAGE_STATS_ENABLED", "RAY_DEDUP_LOGS", "MLFLOW_DISABLE_TELEMETRY",
+           "DVC_NO_ANALYTICS", "RAY_CHDIR_TO_TRIAL_DIR")
 
 
 def apply_env() -> None:
@@ -56,10 +60,13 @@ def ray_session(params: Params) -> Iterator[None]:
         return
     address = ray_address(params)
     env_vars = {k: os.environ[k] for k in (*RAY_ENV, *PROPAGATED) if k in os.environ}
-    if address:
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        ray.init()  # inside `ray job submit`: the job's runtime env already carries our variables
+    elif address:
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
         ray.init(
+            address="local",  # always a fresh local instance, never a `ray start` cluster found on disk
             num_cpus=params.ray.num_cpus,
             num_gpus=0,
             include_dashboard=params.ray.include_dashboard,
@@ -127,4 +134,4 @@ def submit_job(
     if status != JobStatus.SUCCEEDED:
         logs = client.get_job_logs(job_id)
         raise RuntimeError(f"job {job_id} ended {status}; last log lines:\n" + "\n".join(logs.splitlines()[-30:]))
-    return job_id, str(status)
+    return job_id, status.value

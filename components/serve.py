@@ -60,13 +60,17 @@ def _error(status: int, detail: Any) -> dict[str, Any]:
 class FamilyModels:
     """Serve deployment body: loads champions of every task of one family; answers batches."""
 
-    def __init__(self, spec: FamilyServeSpec, tracking_uri: str, max_batch_size: int, batch_wait_timeout_s: float):
+    def __init__(
+        self, spec: FamilyServeSpec, tracking_uri: str, max_batch_size: int, batch_wait_timeout_s: float,
+        loopback_only: bool = True,
+    ):
         import mlflow
         from mlflow.exceptions import MlflowException
 
         from components.track import download_champion, load_predictor, registered_name
 
-        bind_internal_grpc_to_loopback()
+        if loopback_only:
+            bind_internal_grpc_to_loopback()
         mlflow.set_tracking_uri(tracking_uri)
         self.family = spec.family
         self.predictors: dict[str, Any] = {}
@@ -149,8 +153,12 @@ def build_app(
     max_body_bytes: int = 2_000_000,
     max_batch_size: int = 16,
     batch_wait_timeout_s: float = 0.005,
+    loopback_only: bool = True,
 ) -> Any:
-    """The Serve application: ingress + one FamilyModels deployment per family."""
+    """The Serve application: ingress + one FamilyModels deployment per family.
+
+    `loopback_only` (serving on 127.0.0.1) also keeps Serve's internal gRPC on loopback; leave it
+    off on a multi-node cluster, where replicas talk across machines."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -180,7 +188,8 @@ def build_app(
 
     class Ingress:
         def __init__(self, handles: dict[str, Any]) -> None:
-            bind_internal_grpc_to_loopback()
+            if loopback_only:
+                bind_internal_grpc_to_loopback()
             self.handles = handles
 
         async def call(self, family: str, route: str, body: Any) -> Any:
@@ -210,7 +219,7 @@ def build_app(
     handles = {}
     for spec in specs:
         deployment = serve.deployment(name=spec.family, ray_actor_options={"num_cpus": replica_cpus})(FamilyModels)
-        handles[spec.family] = deployment.bind(spec, tracking_uri, max_batch_size, batch_wait_timeout_s)
+        handles[spec.family] = deployment.bind(spec, tracking_uri, max_batch_size, batch_wait_timeout_s, loopback_only)
     return ingress.bind(handles)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +45,21 @@ def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT) -> str
     mlflow.set_tracking_uri(uri)
     name = experiment_name(params, family, task)
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None if uri.startswith("http") else f"{artifact_root(params, root)}/{family}/{task}"
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except Exception:  # created meanwhile by another process
-        return mlflow.get_experiment_by_name(name).experiment_id
+    if exp is None:
+        location = None if uri.startswith("http") else f"{artifact_root(params, root)}/{family}/{task}"
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except Exception:  # created meanwhile by another process
+            pass
+        exp = mlflow.get_experiment_by_name(name)
+    mlflow.set_experiment(experiment_id=exp.experiment_id)
+    return exp.experiment_id
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
+    """HEAD of the repo (+"-dirty"); QUARTET_GIT_COMMIT when the code travelled without .git (jobs)."""
+    if os.environ.get("QUARTET_GIT_COMMIT"):
+        return os.environ["QUARTET_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True

@@ -178,7 +178,8 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         model.eval()
         with torch.no_grad():
             val = spec.validate(unwrap(model), val_loader, hp, info)
-        metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "epoch_time_s": train_time, **val}
+        metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "epoch_time_s": train_time,
+                   "resumed_at_epoch": start, **val}
         history.append(metrics)
         if sign * val[spec.val_metric] < best_value:
             best_value = sign * val[spec.val_metric]
@@ -195,8 +196,6 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
             (d / HISTORY).write_text(json.dumps(history))
 
         report_epoch(launcher, metrics, write_checkpoint)
-        if config.get("fail_after_epoch") is not None and epoch == config["fail_after_epoch"]:
-            raise RuntimeError("fail_after_epoch reached (fault-injection for tests)")
 
     if launcher == "plain" and config.get("out_dir") and rank == 0:
         save_model_dir(Path(config["out_dir"]), {**config["model_config"], "history": history}, best_state)

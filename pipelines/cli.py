@@ -173,7 +173,9 @@ def evaluate(family: str, task: str, profile: str | None = None, root: Path = RE
     data.write_json(lay.metrics_file, metrics)
     track.setup(params, family, task, root)
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(metrics)
+        # Logged one step after the last epoch: the run's latest val_*/test_* (what the compare
+        # view shows) are those of the evaluated best-epoch model; the curve stays per epoch.
+        mlflow.log_metrics(metrics, step=int(metrics.get("epochs_trained", 0)))
         mlflow.log_artifacts(str(lay.plots_dir), "plots")
     return metrics
 
@@ -252,8 +254,9 @@ def serve_app(args: dict[str, Any] | None = None) -> Any:
     args = args or {}
     params = _params(args.get("profile") or os.environ.get("QUARTET_PROFILE"))
     s = params.serve
+    loopback = s.host in ("127.0.0.1", "localhost", "::1")
     return build_app(serve_specs(), config.tracking_uri(params), s.replica_cpus, s.max_body_bytes, s.max_batch_size,
-                     s.batch_wait_timeout_s)
+                     s.batch_wait_timeout_s, loopback)
 
 
 @app.command("serve")
@@ -323,7 +326,8 @@ def submit_tune(
     steps = ["python -m pipelines.cli data --no-verify"]
     for t in tasks or fam.tasks:
         steps += [f"python -m pipelines.cli prepare {family} {t}", f"python -m pipelines.cli tune {family} {t}"]
-    env = {k: v for k, v in cluster.RAY_ENV.items()} | {"MLFLOW_TRACKING_URI": uri, "QUARTET_PROFILE": profile}
+    env = {k: cluster.RAY_ENV[k] for k in cluster.JOB_ENV} | {
+        "MLFLOW_TRACKING_URI": uri, "QUARTET_PROFILE": profile, "QUARTET_GIT_COMMIT": track.git_commit(root)}
     return cluster.submit_job(address, " && ".join(steps), env, root, wait, timeout_s)
 
 

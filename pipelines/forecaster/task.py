@@ -104,16 +104,19 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, config
 
 
-def _plot_forecasts(path: Path, x: np.ndarray, y: np.ndarray, pred: np.ndarray, info: dict, origins: list[str]) -> None:
+def _plot_forecasts(
+    path: Path, x: np.ndarray, y: np.ndarray, pred: np.ndarray, info: dict, origins: list[str], n: int
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     mean, std = info["mean"][0], info["std"][0]
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.7 * n), sharex=True, squeeze=False)
+    axes = axes[:, 0]
     T, H = x.shape[1], y.shape[1]
-    for ax, i in zip(axes, np.linspace(0, len(x) - 1, 3).astype(int)):
+    for ax, i in zip(axes, np.linspace(0, len(x) - 1, n).astype(int)):
         ax.plot(range(T), x[i, :, 0] * std + mean, "b.-", label="input")
         ax.plot(range(T, T + H), y[i] * std + mean, "go-", label="actual")
         ax.plot(range(T, T + H), pred[i] * std + mean, "rx-", label="forecast")
@@ -153,7 +156,8 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
                 mean = info["mean"][0]
                 for h in range(y.shape[1]):
                     w.writerow([h + 1, f"{y[0, h] * std + mean:.6g}", f"{pred[0, h] * std + mean:.6g}"])
-            _plot_forecasts(plots_dir / "forecast_vs_actual.png", x, y, pred, info, origins)
+            n_plot = int(params.get("n_plot_series", 3))
+            _plot_forecasts(plots_dir / "forecast_vs_actual.png", x, y, pred, info, origins, n_plot)
     metrics["epochs_trained"] = float(len(config.get("history", [])))
     return metrics
 

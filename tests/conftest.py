@@ -1,0 +1,105 @@
+"""Shared fixtures: loopback-only Ray settings, a temp copy of the repo, free ports, a local Ray."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.cluster import apply_env
+
+apply_env()
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("QUARTET_PROFILE", None)
+os.environ.pop("RAY_ADDRESS", None)
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# `python -m` from a repo copy imports that copy's code (the console script would import this repo).
+QUARTET = [sys.executable, "-m", "pipelines.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_repo(dst: Path) -> Path:
+    """Tracked + untracked-not-ignored files into dst, as a fresh git repo with one commit."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    if (REPO / "data").is_dir():
+        shutil.copytree(REPO / "data", dst / "data")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dst, check=True)
+    return dst
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 600, check: bool = True, env: dict | None = None):
+    """A subprocess with the venv first on PATH and a hard timeout."""
+    full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def wait_http(url: str, timeout: float) -> None:
+    import requests
+
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException as e:
+            last = e
+        time.sleep(1)
+    raise TimeoutError(f"{url} not ready after {timeout} s ({last})")
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray for the in-process Train/Tune tests (2 CPUs, no dashboard, loopback)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=128 * 1024**2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repo copy on the tiny profile after one real `dvc repro` (shared by the serving tests)."""
+    from pipelines.cli import write_profile
+
+    root = copy_repo(tmp_path_factory.mktemp("trained") / "repo")
+    write_profile("tiny", root / "params.yaml", root=root)
+    run([*QUARTET, "data"], cwd=root, timeout=120)
+    t0 = time.perf_counter()
+    proc = run([str(BIN / "dvc"), "repro"], cwd=root, timeout=900)
+    (root / "repro_wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    (root / "repro.log").write_text(proc.stdout + proc.stderr)
+    return root

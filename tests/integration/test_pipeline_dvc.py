@@ -1,0 +1,115 @@
+"""`dvc repro` end to end in a temp copy of the repo (tiny profile): stages, metrics, plots,
+MLflow runs and registry, no-op reruns, and params that rerun only what depends on them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BIN, QUARTET, run
+
+pytestmark = pytest.mark.integration
+TASKS = ("synthetic", "vic_elec")
+
+
+def mlflow_client(root: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+
+
+def test_repro_produces_every_stage_output(trained_repo: Path) -> None:
+    for t in TASKS:
+        assert (trained_repo / "tuning" / "forecaster" / t / "best_params.yaml").is_file()
+        assert (trained_repo / "models" / "forecaster" / t / "weights.pt").is_file()
+        metrics = json.loads((trained_repo / "metrics" / f"forecaster-{t}.json").read_text())
+        assert metrics["test_mae"] > 0 and metrics["val_mae"] > 0
+        registry = json.loads((trained_repo / "registry" / f"forecaster-{t}.json").read_text())
+        assert registry["promoted"] is True and registry["version"] == "1"
+    lock = yaml.safe_load((trained_repo / "dvc.lock").read_text())
+    assert {f"{s}@forecaster-{t}" for s in ("prepare", "tune", "train", "evaluate", "register") for t in TASKS} <= set(lock["stages"])
+
+
+def test_second_repro_is_a_fast_no_op(trained_repo: Path) -> None:
+    t0 = time.perf_counter()
+    proc = run([str(BIN / "dvc"), "repro"], cwd=trained_repo, timeout=120)
+    elapsed = time.perf_counter() - t0
+    assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
+    assert elapsed <= 15, f"no-op dvc repro took {elapsed:.1f} s"
+
+
+def _set_param(root: Path, task: str, section: str, key: str, value) -> str:
+    original = (root / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["families"]["forecaster"][task][section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return original
+
+
+def test_changing_a_key_marks_only_its_stage(trained_repo: Path) -> None:
+    epochs = yaml.safe_load((trained_repo / "params.yaml").read_text())["families"]["forecaster"]["vic_elec"]["train"]["epochs"]
+    original = _set_param(trained_repo, "vic_elec", "train", "epochs", epochs + 1)
+    try:
+        status = json.loads(run([str(BIN / "dvc"), "status", "--json"], cwd=trained_repo, timeout=120).stdout)
+        assert set(status) == {"train@forecaster-vic_elec"}, status
+    finally:
+        (trained_repo / "params.yaml").write_text(original)
+
+
+def test_changing_an_evaluate_key_reruns_only_that_evaluation(trained_repo: Path) -> None:
+    original = _set_param(trained_repo, "vic_elec", "evaluate", "n_plot_series", 2)
+    try:
+        out = run([str(BIN / "dvc"), "repro"], cwd=trained_repo, timeout=300).stdout
+        ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+        # register depends on the metrics file, which the plot count does not change: it stays put.
+        assert ran == {"evaluate@forecaster-vic_elec"}, out
+    finally:
+        (trained_repo / "params.yaml").write_text(original)
+        run([str(BIN / "dvc"), "repro"], cwd=trained_repo, timeout=300)
+
+
+def test_dvc_metrics_and_plots_show(trained_repo: Path) -> None:
+    metrics = run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=trained_repo, timeout=120)
+    shown = json.loads(metrics.stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {"metrics/forecaster-synthetic.json", "metrics/forecaster-vic_elec.json"} <= set(files)
+    plots = run([str(BIN / "dvc"), "plots", "show", "--json"], cwd=trained_repo, timeout=120)
+    assert "forecast" in plots.stdout and "mae-by-horizon" in plots.stdout
+
+
+def test_mlflow_has_trials_under_a_sweep_and_epoch_curves(trained_repo: Path) -> None:
+    client = mlflow_client(trained_repo)
+    for t in TASKS:
+        exp = client.get_experiment_by_name(f"quartet/forecaster/{t}")
+        runs = client.search_runs([exp.experiment_id])
+        by_stage: dict[str, list] = {}
+        for r in runs:
+            by_stage.setdefault(r.data.tags.get("quartet.stage"), []).append(r)
+        sweep = by_stage["tune"][0]
+        trials = by_stage["tune-trial"]
+        assert len(trials) == 2 and all(r.data.tags["mlflow.parentRunId"] == sweep.info.run_id for r in trials)
+        train_run = by_stage["train"][0]
+        for tag in ("git.commit", "data.dvc.md5", "quartet.model", "quartet.family"):
+            assert train_run.data.tags[tag] not in ("", "unknown")
+        curve = client.get_metric_history(train_run.info.run_id, "val_mae")
+        steps = sorted(m.step for m in curve)
+        # tiny profile: 2 epochs, then the evaluated best epoch at step 2 (once per evaluate run)
+        assert steps[:3] == [0, 1, 2] and set(steps[2:]) == {2}
+        assert "test_mae" in train_run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "plots")}
+        assert "plots/forecast_vs_actual.png" in artifacts
+
+
+def test_registry_has_champions_and_keeps_them_when_not_beaten(trained_repo: Path) -> None:
+    client = mlflow_client(trained_repo)
+    for t in TASKS:
+        assert str(client.get_model_version_by_alias(f"quartet-forecaster-{t}", "champion").version) == "1"
+    # Same data + params -> same metric: a re-registration must not take the alias.
+    proc = run([*QUARTET, "register", "forecaster", "synthetic"], cwd=trained_repo, timeout=300)
+    assert "not promoted" in proc.stdout and "does not beat champion v1" in proc.stdout
+    assert str(client.get_model_version_by_alias("quartet-forecaster-synthetic", "champion").version) == "1"
+    assert client.get_model_version("quartet-forecaster-synthetic", "2").tags["quartet.promoted"] == "false"

@@ -1,0 +1,121 @@
+"""`quartet serve` for real: Ray Serve on 127.0.0.1, HTTP requests against the DESIGN.md § 5 contract."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import requests
+
+from tests.conftest import BIN, QUARTET, free_port, wait_http
+
+pytestmark = pytest.mark.integration
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+@pytest.fixture(scope="module")
+def server(trained_repo: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    log = open(trained_repo / "serve.log", "w")
+    proc = subprocess.Popen([*QUARTET, "serve", "--port", str(port)], cwd=trained_repo, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health", timeout=180)
+        yield url, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def post(url: str, body: dict | str, **kw) -> requests.Response:
+    data = body if isinstance(body, str) else json.dumps(body)
+    return requests.post(url, data=data, headers={"content-type": "application/json"}, timeout=30, **kw)
+
+
+def test_health_models_and_docs(server) -> None:
+    url, _ = server
+    assert requests.get(url + "/health", timeout=10).json() == {"status": "ok", "served": {"forecaster": ["synthetic", "vic_elec"]}}
+    models = requests.get(url + "/models", timeout=10).json()["models"]
+    assert {m["name"] for m in models} == {"quartet-forecaster-synthetic", "quartet-forecaster-vic_elec"}
+    assert all(m["alias"] == "champion" and m["test_metrics"] for m in models)
+    assert requests.get(url + "/docs", timeout=10).status_code == 200
+    spec = requests.get(url + "/openapi.json", timeout=10).json()
+    assert "/forecaster/predict" in spec["paths"]
+
+
+def test_forecasts_univariate_and_multivariate(server, trained_repo: Path) -> None:
+    url, _ = server
+    t = np.linspace(0, 1, 50)
+    series = (0.5 * np.sin((t - 0.3) * 15)).round(4).tolist()
+    r = post(url + "/forecaster/predict", {"task": "synthetic", "series": [series, series], "horizon": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["task"] == "synthetic" and body["model_version"] == "1"
+    assert np.shape(body["forecast"]) == (2, 10) and body["forecast"][0] == body["forecast"][1]
+    days = [[250000.0 + 1000 * i, 25.0, 0.0, float(i % 7 >= 5)] for i in range(56)]
+    r = post(url + "/forecaster/predict", {"task": "vic_elec", "series": [days], "horizon": 14})
+    assert r.status_code == 200, r.text
+    forecast = np.asarray(r.json()["forecast"])
+    assert forecast.shape == (1, 14) and 100_000 < forecast.mean() < 500_000  # data units (MW summed)
+
+
+def test_concurrent_requests_are_batched_and_answered(server) -> None:
+    url, _ = server
+    series = [[float(np.sin(i / 5 + k)) for i in range(50)] for k in range(32)]
+    single = [post(url + "/forecaster/predict", {"task": "synthetic", "series": [s], "horizon": 5}) for s in series[:2]]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda s: post(url + "/forecaster/predict", {"task": "synthetic", "series": [s], "horizon": 5}), series))
+    assert all(a.status_code == 200 for a in answers)
+    for one, batched in zip(single, answers):
+        np.testing.assert_allclose(one.json()["forecast"], batched.json()["forecast"], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"task": "synthetic", "series": [[0.1] * 20], "horizon": 11}, 422, "exceeds the 10 steps"),
+        ({"task": "synthetic", "series": [[0.1, 0.2]], "horizon": 2}, 422, "outside"),
+        ({"task": "synthetic", "series": [[[0.1, 2.0]] * 20], "horizon": 2}, 422, "per time step"),
+        ({"task": "synthetic", "series": [[0.1] * 20], "horizon": 0}, 422, "greater than 0"),
+        ({"task": "synthetic", "series": [], "horizon": 2}, 422, "at least 1"),
+        ({"task": "synthetic", "horizon": 2}, 422, "missing"),
+        ('{"task": "synthetic", "series": [[0.1, NaN, 0.3, 0.4]], "horizon": 2}', 422, "finite number"),
+        ({"task": "elsewhere", "series": [[0.1] * 20], "horizon": 2}, 404, "served_tasks"),
+        ("not json", 422, "json"),
+    ],
+)
+def test_bad_requests_get_4xx_json(server, body, status: int, needle: str) -> None:
+    url, _ = server
+    r = post(url + "/forecaster/predict", body)
+    assert r.status_code == status, r.text
+    assert needle in json.dumps(r.json()["detail"]).lower() or needle in json.dumps(r.json()["detail"])
+
+
+def test_oversized_body_gets_413(server) -> None:
+    url, _ = server
+    big = {"task": "synthetic", "series": [[0.123456] * 2000] * 256, "horizon": 2}
+    r = post(url + "/forecaster/predict", big)
+    assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+
+
+def test_every_listener_is_on_loopback(server) -> None:
+    _, proc = server
+    pids = {proc.pid} | {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+    listeners = [c for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert listeners, "found no listening sockets of the serve process tree"
+    exposed = [(c.laddr, psutil.Process(c.pid).name()) for c in listeners if c.laddr.ip not in LOOPBACK]
+    assert not exposed, f"listening beyond loopback: {exposed}"

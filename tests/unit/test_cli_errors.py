@@ -1,0 +1,53 @@
+"""User mistakes on the command line get one clear line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def quartet(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "forecaster", "nope"], "family 'forecaster' has no task 'nope'"),
+        (["prepare", "translatr", "dates"], "unknown family 'translatr'"),
+        (["train", "forecaster", "synthetic", "--profile", "nope"], "unknown profile 'nope'"),
+    ],
+)
+def test_bad_arguments(args: list[str], message: str) -> None:
+    proc = quartet(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_bad_params_file_names_the_key_and_writes_nothing(repo_copy: Path) -> None:
+    raw = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    raw["families"]["forecaster"]["synthetic"]["prepare"]["horizon"] = -1
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = quartet("prepare", "forecaster", "synthetic", cwd=repo_copy)
+    assert proc.returncode == 2, proc.stderr
+    assert "families.forecaster.synthetic.prepare: horizon: Input should be greater than 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (repo_copy / "prepared").exists() or not any((repo_copy / "prepared").rglob("*.parquet"))
+
+
+def test_missing_data_says_what_to_run(repo_copy: Path) -> None:
+    import shutil
+
+    shutil.rmtree(repo_copy / "data", ignore_errors=True)
+    proc = quartet("prepare", "forecaster", "vic_elec", cwd=repo_copy)
+    assert proc.returncode == 2
+    assert "vic_elec.csv: not found (run `make data`)" in proc.stderr
+    assert not (repo_copy / "prepared" / "forecaster" / "vic_elec").exists()  # no half-written output
