@@ -151,7 +151,8 @@ def make_settings(args: argparse.Namespace, seeds: tuple[int, ...]) -> Settings:
         raise SystemExit(f"--rows: unknown row(s) {unknown}; known: {', '.join(ALL_ROWS)}")
     if "6" in rows and "5" not in rows:
         rows = ("5", *rows)  # row 6 iterates row 5's model
-    vic = tuple(args.vic_models.split(",")) if args.vic_models else (QUICK_VIC_MODELS if args.quick else tuple(VIC_MODELS))
+    default_vic = QUICK_VIC_MODELS if args.quick else tuple(VIC_MODELS)
+    vic = tuple(args.vic_models.split(",")) if args.vic_models else default_vic
     if set(vic) - set(VIC_MODELS):
         raise SystemExit(f"--vic-models: unknown {sorted(set(vic) - set(VIC_MODELS))}; known: {', '.join(VIC_MODELS)}")
     return Settings(
@@ -285,7 +286,9 @@ def book_one_step_raw(work: Path) -> Path:
     return raw
 
 
-def prepare_synthetic(horizon: int, work: Path, seed: int, one_step_data: str = "synthetic60") -> tuple[Path, dict[str, Any]]:
+def prepare_synthetic(
+    horizon: int, work: Path, seed: int, one_step_data: str = "synthetic60"
+) -> tuple[Path, dict[str, Any]]:
     """The book's splits (7000/2000/1000) with 50 input steps; horizon 1 or 10."""
     book51 = horizon == 1 and one_step_data == "book51"
     out = work / f"synthetic_h{horizon}{'_book51' if book51 else ''}"
@@ -430,7 +433,8 @@ def render_synthetic(results: list[RowResult], settings: Settings) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.row.row} | {r.row.label + (f'; {r.note}' if r.note else '')} | {fmt(r.row.book)} ({r.row.book_note}) "
+            f"| {r.row.row} | {r.row.label + (f'; {r.note}' if r.note else '')} "
+            f"| {fmt(r.row.book)} ({r.row.book_note}) "
             f"| {render_final(r)} | {render_best(r)} | {fmt(r.row.target)} | "
             f"{target_status(r.row.target, r.best, r.final)} | {r.wall_s:.1f} | {fmt(r.epoch_s, 3)} |"
         )
@@ -462,7 +466,9 @@ class VicResult:
     wall_s: float = 0.0
 
 
-def sarima_inputs(test_origins: list[str], x: np.ndarray, y: np.ndarray, info: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
+def sarima_inputs(
+    test_origins: list[str], x: np.ndarray, y: np.ndarray, info: dict[str, Any]
+) -> tuple[np.ndarray, list[int]]:
     """Positions of the test windows' first forecast day in vic_elec.csv, checked against the windows.
 
     Why the check: SARIMA runs on the raw CSV while the nets see the prepared windows; if the two ever
@@ -544,7 +550,8 @@ def render_vic(results: list[VicResult], meta: dict[str, Any], settings: Setting
         f"Prepare (params.yaml): `{meta['prepare']}`; windows {meta['counts']}; test origins {meta['first']} .. "
         f"{meta['last']}. Inputs: demand, temperature, holiday, weekend (normalised on train). Metric: MAE over all "
         f"14 horizons of every test window, in data units (daily sum of half-hourly MW). Nets: plain launcher, "
-        f"Adam, seed {settings.seed}, init {settings.init}; test MAE from `task.evaluate` (best-validation-epoch weights).",
+        f"Adam, seed {settings.seed}, init {settings.init}; test MAE from `task.evaluate` "
+        "(best-validation-epoch weights).",
         "",
         "| model | settings | test MAE, 14 days | vs seasonal naive | test MAE, day 1 | val MAE best (epoch) "
         "| val MAE final | wall s |",
@@ -595,7 +602,8 @@ def run_overhead(settings: Settings, work: Path) -> OverheadResult:
     """
     params = cfg.load()
     # Checkpoints go to the bench's temp dir, not the repo's ray_results/.
-    params = params.model_copy(update={"ray": params.ray.model_copy(update={"storage_path": str(work / "ray_results")})})
+    ray_params = params.ray.model_copy(update={"storage_path": str(work / "ray_results")})
+    params = params.model_copy(update={"ray": ray_params})
     prepared, info = prepare_synthetic(10, work, settings.seed)
     hp = models.validate_hparams(OVERHEAD_HPARAMS)
     config = loop_config(FAMILY, "synthetic", hp, info, prepared, settings.overhead_epochs, settings.seed, "train",
@@ -605,7 +613,8 @@ def run_overhead(settings: Settings, work: Path) -> OverheadResult:
         init_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         result = fit(task.train_loop, config, params, num_workers=1, cpus_per_worker=float(settings.threads),
-                     max_failures=0, out_model_dir=work / "overhead_ray_model", run_name=f"bench-overhead-{os.getpid()}")
+                     max_failures=0, out_model_dir=work / "overhead_ray_model",
+                     run_name=f"bench-overhead-{os.getpid()}")
         ray_wall = time.perf_counter() - t1
     t2 = time.perf_counter()
     plain_history = task.train_loop({**config, "launcher": "plain"})
@@ -625,6 +634,10 @@ def run_overhead(settings: Settings, work: Path) -> OverheadResult:
     return out
 
 
+def epoch_list(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
+
+
 def render_overhead(o: OverheadResult) -> str:
     ok = "met" if o.ratio <= OVERHEAD_TARGET else "**not met**"
     ray_fixed = o.ray_wall - sum(o.ray_epochs)
@@ -640,14 +653,15 @@ def render_overhead(o: OverheadResult) -> str:
         "",
         "| launcher | median epoch s | epoch times s | wall s | wall − Σ epochs s |",
         "|---|---|---|---|---|",
-        f"| Ray Train (1 worker) | {statistics.median(o.ray_epochs):.3f} | {', '.join(f'{t:.2f}' for t in o.ray_epochs)} "
+        f"| Ray Train (1 worker) | {statistics.median(o.ray_epochs):.3f} | {epoch_list(o.ray_epochs)} "
         f"| {o.ray_wall:.1f} | {ray_fixed:.1f} |",
-        f"| plain | {statistics.median(o.plain_epochs):.3f} | {', '.join(f'{t:.2f}' for t in o.plain_epochs)} "
+        f"| plain | {statistics.median(o.plain_epochs):.3f} | {epoch_list(o.plain_epochs)} "
         f"| {o.plain_wall:.1f} | {plain_fixed:.1f} |",
         "",
         f"- **Per-epoch ratio Ray / plain = {o.ratio:.3f}** (target <= {OVERHEAD_TARGET:.2f}: {ok}).",
         f"- Fixed overhead of `fit()` (wall − Σ epoch times): {ray_fixed:.1f} s. It includes the per-epoch validation "
-        f"and checkpoint writes; the plain loop's own wall − Σ epochs (validation, data loading) is {plain_fixed:.1f} s, "
+        "and checkpoint writes; the plain loop's own wall − Σ epochs (validation, data loading) is "
+        f"{plain_fixed:.1f} s, "
         f"so Ray's extra fixed cost is about {ray_fixed - plain_fixed:.1f} s. `ray.init` (not part of fit) took "
         f"{o.ray_init_s:.1f} s.",
     ]
@@ -685,13 +699,15 @@ def render_header(settings: Settings, command: str, total_s: float, load_before:
         "",
         f"- Command: `{command}`",
         f"- Mode: {mode}",
-        f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; total run time {total_s / 60:.1f} min",
+        f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"total run time {total_s / 60:.1f} min",
         f"- Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} {platform.release()}; "
         f"1-min load average {load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after (other processes "
         "distort the wall times)",
         f"- Versions: Python {platform.python_version()}, torch {torch.__version__}, ray {ray.__version__}, "
         f"numpy {np.__version__}; git {git_revision()}",
-        f"- Seeds {', '.join(map(str, settings.seeds))} (sections 2-3 use {settings.seed}); torch threads {settings.threads}; init {settings.init} "
+        f"- Seeds {', '.join(map(str, settings.seeds))} (sections 2-3 use {settings.seed}); "
+        f"torch threads {settings.threads}; init {settings.init} "
         + ("(bench-only Keras-like re-init: Glorot-uniform kernels, orthogonal recurrent kernels, zero biases, "
            "LSTM forget bias 1, LayerNorm eps 1e-3; the library itself keeps PyTorch defaults)"
            if settings.init == "keras" else "(PyTorch defaults, as the library builds them)"),
@@ -737,6 +753,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before anything imports ray: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import time, and
+    # `loop_config` imports ray (for versions) long before `ray_session` would set it, after which
+    # Ray binds the eth0 address instead of 127.0.0.1. The CLI's main() does the same.
+    cluster.apply_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     seeds = tuple(int(v) for v in args.seeds.split(",")) if args.seeds else (cfg.load().seed,)

@@ -65,6 +65,13 @@ def ray_session(params: Params) -> Iterator[None]:
     elif address:
         ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
+        from ray._private import ray_constants
+
+        if ray_constants.ENABLE_RAY_CLUSTER:
+            raise RuntimeError(
+                "Ray was imported before components.cluster.apply_env() (or with "
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1): a local Ray would listen beyond 127.0.0.1"
+            )
         ray.init(
             address="local",  # always a fresh local instance, never a `ray start` cluster found on disk
             num_cpus=params.ray.num_cpus,

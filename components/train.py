@@ -37,9 +37,11 @@ HISTORY = "history.json"
 
 # ----------------------------------------------------------------------------- model dirs
 def versions() -> dict[str, str]:
-    import ray
+    # importlib.metadata, not `import ray`: importing Ray before cluster.apply_env() would make a
+    # later local Ray bind the machine's address instead of 127.0.0.1.
+    from importlib.metadata import version
 
-    return {"torch": torch.__version__, "ray": ray.__version__}
+    return {"torch": torch.__version__, "ray": version("ray")}
 
 
 def save_model_dir(out: Path, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> None:
@@ -141,11 +143,11 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
     train_ds, val_ds = spec.datasets(Path(config["prepared_dir"]), hp, info, config.get("max_train_samples"))
     train_loader = seeded_loader(train_ds, int(hp["batch_size"]), shuffle=True, seed=int(config["seed"]))
     val_loader = seeded_loader(val_ds, 512, shuffle=False, seed=0)
-    rank = 0
+    rank, world_size = 0, 1
     if launcher == "train":
         import ray.train.torch
 
-        rank, _ = _world()
+        rank, world_size = _world()
         model = ray.train.torch.prepare_model(model)
         train_loader = ray.train.torch.prepare_data_loader(train_loader)
         # val_loader stays whole on every rank: each worker scores the full validation split.
@@ -179,7 +181,7 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         with torch.no_grad():
             val = spec.validate(unwrap(model), val_loader, hp, info)
         metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "epoch_time_s": train_time,
-                   "resumed_at_epoch": start, **val}
+                   "resumed_at_epoch": start, "world_size": world_size, **val}
         history.append(metrics)
         if sign * val[spec.val_metric] < best_value:
             best_value = sign * val[spec.val_metric]

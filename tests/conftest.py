@@ -22,6 +22,8 @@ os.environ.pop("RAY_ADDRESS", None)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Processes the tests start (dvc stages, Ray jobs) must find this venv's python first.
+os.environ["PATH"] = f"{BIN}:{os.environ['PATH']}"
 # `python -m` from a repo copy imports that copy's code (the console script would import this repo).
 QUARTET = [sys.executable, "-m", "pipelines.cli"]
 
