@@ -86,9 +86,10 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, prepared, tmp_pat
     assert "error" not in outcome, outcome.get("error")
     history = outcome["result"].history
     assert [h["epoch"] for h in history] == list(range(epochs))
+    # Epochs after the kill ran in a new worker that restored a reported checkpoint (epoch 0 or 1:
+    # the kill can land while epoch 1's is still being registered); from scratch would give 0.
     resumed = {h["resumed_at_epoch"] for h in history}
     assert resumed - {0}, f"no epoch ran after a restore: {resumed}"
-    assert min(resumed - {0}) >= 2  # restarted from the checkpoint, not from scratch
 
 
 @pytest.mark.parametrize("launcher", ["function", "trainer"])
