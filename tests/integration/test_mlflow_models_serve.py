@@ -44,3 +44,34 @@ def test_mlflow_models_serve_answers_the_champion(trained_repo: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def test_quartet_ui_shows_the_pipeline_runs_on_loopback(trained_repo: Path) -> None:
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    log = open(trained_repo / "ui.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)], cwd=trained_repo,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=90)
+        r = requests.post(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
+                          json={"max_results": 50}, timeout=30)
+        names = {e["name"] for e in r.json()["experiments"]}
+        assert {"quartet/forecaster/synthetic", "quartet/forecaster/vic_elec"} <= names
+        r = requests.get(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/registered-models/alias",
+                         params={"name": "quartet-forecaster-vic_elec", "alias": "champion"}, timeout=30)
+        assert r.status_code == 200 and r.json()["model_version"]["version"] == "1"
+        import psutil
+
+        pids = {proc.pid} | {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+        assert listening and set(listening) <= {"127.0.0.1"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
