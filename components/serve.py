@@ -92,15 +92,17 @@ class FamilyModels:
     def info(self) -> dict[str, Any]:
         return {"family": self.family, "models": self.models, "missing": self.missing}
 
-    def _answer_group(self, predictor: Any, bodies: list[Any]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _answer_group(method: Any, bodies: list[Any]) -> list[dict[str, Any]]:
+        """`method(list of requests) -> list of responses`, e.g. Predictor.predict_batch."""
         try:
-            return [r.model_dump() for r in predictor.predict_batch(bodies)]
+            return [r.model_dump() for r in method(bodies)]
         except RequestError:
             # One bad request must not fail its batch-mates: answer them one by one.
             out = []
             for body in bodies:
                 try:
-                    out.append(predictor.predict_batch([body])[0].model_dump())
+                    out.append(method([body])[0].model_dump())
                 except RequestError as e:
                     out.append(_error(422, str(e)))
             return out
@@ -117,12 +119,9 @@ class FamilyModels:
             else:
                 groups[(route, body.task)].append(i)
         for (route, task), idx in groups.items():
-            predictor = self.predictors[task]
-            method = getattr(predictor, f"{route}_batch", None) if route != "predict" else None
-            if method is not None:
-                answers = [r.model_dump() for r in method([items[i][1] for i in idx])]
-            else:
-                answers = self._answer_group(predictor, [items[i][1] for i in idx])
+            # Route "predict" -> Predictor.predict_batch; another route "x" -> Predictor.x_batch.
+            method = getattr(self.predictors[task], f"{route}_batch")
+            answers = self._answer_group(method, [items[i][1] for i in idx])
             for i, a in zip(idx, answers):
                 results[i] = a
         return results  # type: ignore[return-value]

@@ -188,9 +188,9 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
             best_state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
         metrics["best_" + spec.val_metric] = sign * best_value
 
-        def write_checkpoint(d: Path, epoch: int = epoch) -> None:
+        def write_checkpoint(d: Path, epoch: int = epoch, best: dict | None = best_state) -> None:
             model_config = {**config["model_config"], "epoch": epoch, "history": history}
-            save_model_dir(d, model_config, best_state)
+            save_model_dir(d, model_config, best)
             torch.save(
                 {"epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict()},
                 d / STATE,

@@ -14,7 +14,6 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from components.config import Params, SpaceSpec, TaskParams, resolve

@@ -143,7 +143,13 @@ def train(family: str, task: str, profile: str | None = None, root: Path = REPO_
     fam = get(family)
     lay = layout(family, task, root)
     best = config.read_yaml(lay.best_params) if lay.best_params.exists() else {"hparams": {}}
-    hparams = fam.validate_hparams({**tp.train.hparams, **best.get("hparams", {})})
+    merged = {**tp.train.hparams, **best.get("hparams", {})}
+    if "model" not in merged:
+        raise ConfigError(
+            f"no model to train: {lay.best_params.relative_to(root)} is missing (run `quartet tune {family} {task}`) "
+            f"and families.{family}.{task}.train.hparams.model is not set"
+        )
+    hparams = fam.validate_hparams(merged)
     loop = _base_loop(params, family, task, hparams, tp.train.epochs, root)
     with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family}/{task}"):
         track.setup(params, family, task, root)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.data import read_json, seeded_loader
+from components.data import read_json
 from components.family import Metric, RequestError
 from components.train import SupervisedSpec, load_model_dir, run_supervised
 from pipelines.forecaster import models

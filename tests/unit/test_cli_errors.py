@@ -51,3 +51,12 @@ def test_missing_data_says_what_to_run(repo_copy: Path) -> None:
     assert proc.returncode == 2
     assert "vic_elec.csv: not found (run `make data`)" in proc.stderr
     assert not (repo_copy / "prepared" / "forecaster" / "vic_elec").exists()  # no half-written output
+
+
+def test_train_without_tuning_says_what_to_run(repo_copy: Path) -> None:
+    best = repo_copy / "tuning" / "forecaster" / "synthetic" / "best_params.yaml"
+    best.unlink(missing_ok=True)
+    proc = quartet("train", "forecaster", "synthetic", cwd=repo_copy)
+    assert proc.returncode == 2
+    assert "run `quartet tune forecaster synthetic`" in proc.stderr
+    assert "Traceback" not in proc.stderr
