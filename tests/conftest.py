@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -75,6 +77,36 @@ def wait_http(url: str, timeout: float) -> None:
             last = e
         time.sleep(1)
     raise TimeoutError(f"{url} not ready after {timeout} s ({last})")
+
+
+@contextlib.contextmanager
+def background(cmd: list[str], cwd: Path, log: Path, env: dict | None = None,
+               stop: signal.Signals = signal.SIGTERM) -> Iterator[subprocess.Popen]:
+    """A server process in its own session, logged to `log`, stopped (then killed) on exit."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            os.killpg(proc.pid, stop)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+
+def listening_addresses(proc: subprocess.Popen) -> list[tuple[str, str]]:
+    """(ip, process name) of every TCP listener of `proc` and its descendants."""
+    import psutil
+
+    pids = {proc.pid} | {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+    return [(c.laddr.ip, psutil.Process(c.pid).name()) for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids]
+
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
 @pytest.fixture

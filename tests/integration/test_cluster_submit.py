@@ -6,9 +6,7 @@ that guard lifted Ray binds eth0 and 0.0.0.0 (see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, free_port, wait_http
+from tests.conftest import BIN, background, free_port, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +50,11 @@ def two_node_cluster() -> Iterator[tuple[str, object]]:
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "art")]
-    log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with background(cmd, tmp_path, tmp_path / "mlflow-server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}):
         wait_http(f"http://127.0.0.1:{port}/health", timeout=90)
         yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_submit_tune_runs_on_the_cluster_and_lands_in_mlflow(two_node_cluster, mlflow_server, repo_copy: Path, tmp_path: Path) -> None:

@@ -4,41 +4,28 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import requests
 
-from tests.conftest import BIN, QUARTET, free_port, wait_http
+from tests.conftest import LOOPBACK, QUARTET, background, free_port, listening_addresses, wait_http
 
 pytestmark = pytest.mark.integration
-LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
 @pytest.fixture(scope="module")
 def server(trained_repo: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    log = open(trained_repo / "serve.log", "w")
-    proc = subprocess.Popen([*QUARTET, "serve", "--port", str(port)], cwd=trained_repo, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with background([*QUARTET, "serve", "--port", str(port)], trained_repo, trained_repo / "serve.log",
+                    stop=signal.SIGINT) as proc:
+        url = f"http://127.0.0.1:{port}"
         wait_http(url + "/health", timeout=180)
         yield url, proc
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def post(url: str, body: dict | str, **kw) -> requests.Response:
@@ -114,8 +101,7 @@ def test_oversized_body_gets_413(server) -> None:
 
 def test_every_listener_is_on_loopback(server) -> None:
     _, proc = server
-    pids = {proc.pid} | {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
-    listeners = [c for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    listeners = listening_addresses(proc)
     assert listeners, "found no listening sockets of the serve process tree"
-    exposed = [(c.laddr, psutil.Process(c.pid).name()) for c in listeners if c.laddr.ip not in LOOPBACK]
+    exposed = [(ip, name) for ip, name in listeners if ip not in LOOPBACK]
     assert not exposed, f"listening beyond loopback: {exposed}"
