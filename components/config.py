@@ -36,6 +36,15 @@ class RayParams(_Strict):
     storage_path: str = Field("ray_results", description="Train/Tune storage; relative = under the repo.")
 
 
+class PathsParams(_Strict):
+    outputs_root: str | None = Field(
+        None,
+        description="Where stage outputs (prepared splits, models, metrics) go. null: the repo, which "
+        "DVC tracks. On a multi-node cluster: a path every node sees (NFS), because Tune trials and "
+        "Train workers on any node read the prepared splits.",
+    )
+
+
 class MlflowParams(_Strict):
     tracking_uri: str | None = Field(
         None, description="None: sqlite:///<repo>/mlruns/mlflow.db; MLFLOW_TRACKING_URI overrides."
@@ -117,6 +126,7 @@ class Params(_Strict):
     ray: RayParams = RayParams()
     mlflow: MlflowParams = MlflowParams()
     serve: ServeParams = ServeParams()
+    paths: PathsParams = PathsParams()
     families: dict[str, dict[str, TaskParams]] = Field(default_factory=dict)
 
     @field_validator("families")
@@ -216,11 +226,15 @@ def artifact_root(params: Params, root: Path = REPO_ROOT) -> str:
 
 
 class Layout(_Strict):
-    """Where each stage of one (family, task) reads and writes: the contract between stages."""
+    """Where each stage of one (family, task) reads and writes: the contract between stages.
+
+    Raw data lives under the repo (`root`); stage outputs under `out_root` (the repo by default).
+    """
 
     root: Path
     family: str
     task: str
+    out_root: Path
 
     @property
     def key(self) -> str:
@@ -232,28 +246,29 @@ class Layout(_Strict):
 
     @property
     def prepared_dir(self) -> Path:
-        return self.root / "prepared" / self.family / self.task
+        return self.out_root / "prepared" / self.family / self.task
 
     @property
     def best_params(self) -> Path:
-        return self.root / "tuning" / self.family / self.task / "best_params.yaml"
+        return self.out_root / "tuning" / self.family / self.task / "best_params.yaml"
 
     @property
     def model_dir(self) -> Path:
-        return self.root / "models" / self.family / self.task
+        return self.out_root / "models" / self.family / self.task
 
     @property
     def metrics_file(self) -> Path:
-        return self.root / "metrics" / f"{self.key}.json"
+        return self.out_root / "metrics" / f"{self.key}.json"
 
     @property
     def plots_dir(self) -> Path:
-        return self.root / "plots" / self.family / self.task
+        return self.out_root / "plots" / self.family / self.task
 
     @property
     def registry_file(self) -> Path:
-        return self.root / "registry" / f"{self.key}.json"
+        return self.out_root / "registry" / f"{self.key}.json"
 
 
-def layout(family: str, task: str, root: Path = REPO_ROOT) -> Layout:
-    return Layout(root=root, family=family, task=task)
+def layout(family: str, task: str, root: Path = REPO_ROOT, params: Params | None = None) -> Layout:
+    outputs = params.paths.outputs_root if params is not None else None
+    return Layout(root=root, family=family, task=task, out_root=resolve(outputs, root) if outputs else root)

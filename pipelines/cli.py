@@ -86,7 +86,7 @@ def data_cmd(
 def prepare(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
     params = _params(profile, root)
     tp = _task_params(params, family, task)
-    lay = layout(family, task, root)
+    lay = layout(family, task, root, params)
     with data.atomic_dir(lay.prepared_dir) as tmp:
         info = get(family).prepare(task, tp.prepare, lay.raw_dir, tmp, params.seed)
     log.info("prepared %s: %s", lay.key, info.get("counts"))
@@ -96,7 +96,7 @@ def prepare(family: str, task: str, profile: str | None = None, root: Path = REP
 def _base_loop(params: Params, family: str, task: str, hparams: dict[str, Any], epochs: int, root: Path, **extra: Any):
     from components.train import loop_config
 
-    lay = layout(family, task, root)
+    lay = layout(family, task, root, params)
     info = data.read_json(lay.prepared_dir / "info.json")
     return loop_config(family, task, hparams, info, lay.prepared_dir, epochs, params.seed, "plain", **extra)
 
@@ -127,7 +127,7 @@ def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_R
         "trials": result.n_trials,
         "mlflow_sweep_run_id": result.parent_run_id,
     }
-    data.write_text_atomic(layout(family, task, root).best_params, yaml.safe_dump(out, sort_keys=True))
+    data.write_text_atomic(layout(family, task, root, params).best_params, yaml.safe_dump(out, sort_keys=True))
     log.info("best %s = %.6g with %s", result.metric, result.best_value, result.best_hparams)
     return out
 
@@ -141,12 +141,12 @@ def train(family: str, task: str, profile: str | None = None, root: Path = REPO_
     params = _params(profile, root)
     tp = _task_params(params, family, task)
     fam = get(family)
-    lay = layout(family, task, root)
+    lay = layout(family, task, root, params)
     best = config.read_yaml(lay.best_params) if lay.best_params.exists() else {"hparams": {}}
     merged = {**tp.train.hparams, **best.get("hparams", {})}
     if "model" not in merged:
         raise ConfigError(
-            f"no model to train: {lay.best_params.relative_to(root)} is missing (run `quartet tune {family} {task}`) "
+            f"no model to train: {lay.best_params} is missing (run `quartet tune {family} {task}`) "
             f"and families.{family}.{task}.train.hparams.model is not set"
         )
     hparams = fam.validate_hparams(merged)
@@ -172,7 +172,7 @@ def evaluate(family: str, task: str, profile: str | None = None, root: Path = RE
 
     params = _params(profile, root)
     tp = _task_params(params, family, task)
-    lay = layout(family, task, root)
+    lay = layout(family, task, root, params)
     run_id = data.read_json(lay.model_dir / "run.json")["mlflow_run_id"]
     with data.atomic_dir(lay.plots_dir) as plots:
         metrics = get(family).evaluate(lay.model_dir, lay.prepared_dir, plots, tp.evaluate)
@@ -195,7 +195,7 @@ def register(family: str, task: str, profile: str | None = None, root: Path = RE
     params = _params(profile, root)
     _task_params(params, family, task)
     fam = get(family)
-    lay = layout(family, task, root)
+    lay = layout(family, task, root, params)
     metrics = data.read_json(lay.metrics_file)
     metric = fam.metrics[task]
     value = metrics.get(metric.test)

@@ -64,6 +64,7 @@ def test_submit_tune_runs_on_the_cluster_and_lands_in_mlflow(two_node_cluster, m
     # A cluster profile sized for this test: a TorchTrainer per trial whose 2 workers span both nodes.
     profile = {
         "ray": {"address": "auto", "num_cpus": None, "storage_path": str(tmp_path / "shared" / "ray_results")},
+        "paths": {"outputs_root": str(tmp_path / "shared")},
         "families": {"forecaster": {"synthetic": {
             "prepare": {"split": [300, 100, 100]},
             "tune": {"models": ["gru"], "num_samples": 2, "epochs": 2, "max_concurrent": 2, "launcher": "trainer",
@@ -79,6 +80,10 @@ def test_submit_tune_runs_on_the_cluster_and_lands_in_mlflow(two_node_cluster, m
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert "SUCCEEDED" in proc.stdout
+    # The job wrote its splits and best params to the shared outputs root, not its uploaded copy.
+    shared = tmp_path / "shared"
+    assert (shared / "prepared" / "forecaster" / "synthetic" / "train.parquet").is_file()
+    assert yaml.safe_load((shared / "tuning" / "forecaster" / "synthetic" / "best_params.yaml").read_text())["trials"] == 2
 
     client = MlflowClient(tracking_uri=mlflow_server)
     exp = client.get_experiment_by_name("quartet/forecaster/synthetic")
