@@ -265,6 +265,18 @@ def serve_app(args: dict[str, Any] | None = None) -> Any:
                      s.batch_wait_timeout_s, loopback)
 
 
+def served_champions(params: Params) -> dict[str, bool]:
+    """registered model name -> whether it has a @champion, for every family and task."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking_uri(params))
+    return {
+        track.registered_name(f.name, t): track.champion(track.registered_name(f.name, t)) is not None
+        for f in families().values()
+        for t in f.tasks
+    }
+
+
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str | None, typer.Option(help="Bind address (default params serve.host, 127.0.0.1).")] = None,
@@ -277,6 +289,14 @@ def serve_cmd(
 
     params = _params(profile)
     host, port = host or params.serve.host, port or params.serve.port
+    champions = served_champions(params)
+    if not any(champions.values()):
+        raise ConfigError(
+            f"nothing to serve: no @champion model in {config.tracking_uri(params)} (run `make repro` first)"
+        )
+    for name, found in champions.items():
+        if not found:
+            log.warning("%s@champion not found: its task will answer 404", name)
     with cluster.ray_session(params):
         with cluster.deadline(params.serve.ready_timeout_s, "serve start"):
             start(serve_app({"profile": profile}), host, port)

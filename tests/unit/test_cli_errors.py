@@ -60,3 +60,10 @@ def test_train_without_tuning_says_what_to_run(repo_copy: Path) -> None:
     assert proc.returncode == 2
     assert "run `quartet tune forecaster synthetic`" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_without_champions_says_to_run_the_pipeline(repo_copy: Path) -> None:
+    proc = quartet("serve", "--no-block", cwd=repo_copy)
+    assert proc.returncode == 2
+    assert "nothing to serve: no @champion model in sqlite:///" in proc.stderr
+    assert "run `make repro` first" in proc.stderr
