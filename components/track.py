@@ -123,18 +123,22 @@ def _finite(v: Any) -> bool:
 # ----------------------------------------------------------------------------- models + registry
 def log_pyfunc(model_dir: Path, predictor_path: str, input_example: dict[str, Any]) -> Any:
     """Log a model dir as a pyfunc (models-from-code, code shipped along) and smoke-test it."""
+    import warnings
+
     import mlflow
 
-    model_info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_ENTRY),
-        artifacts={"model_dir": str(model_dir)},
-        code_paths=[str(REPO_ROOT / "components"), str(REPO_ROOT / "pipelines")],
-        input_example=input_example,
-        model_config={"predictor": predictor_path},
-        pip_requirements=_pip_requirements(),
-    )
-    return model_info
+    with warnings.catch_warnings():
+        # MLflow hints that integer fields (e.g. `horizon`) cannot hold missing values: by design.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_ENTRY),
+            artifacts={"model_dir": str(model_dir)},
+            code_paths=[str(REPO_ROOT / "components"), str(REPO_ROOT / "pipelines")],
+            input_example=input_example,
+            model_config={"predictor": predictor_path},
+            pip_requirements=_pip_requirements(),
+        )
 
 
 def _pip_requirements() -> list[str]:
