@@ -94,6 +94,7 @@ class TuneParams(_Strict):
     grace_period: int = Field(1, gt=0)
     max_concurrent: int = Field(2, gt=0, description="Upper bound; also capped by free CPUs.")
     cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0, description="launcher=function: GPUs per trial (0: CPU).")
     launcher: Literal["function", "trainer"] = Field(
         "function", description="function: the loop in the trial process; trainer: a TorchTrainer per trial."
     )
@@ -109,6 +110,7 @@ class TrainParams(_Strict):
     epochs: int = Field(gt=0)
     num_workers: int = Field(1, gt=0)
     cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float = Field(0, ge=0, description="GPUs per Ray Train worker (0: CPU, gloo).")
     max_failures: int = Field(1, ge=0)
     hparams: dict[str, Any] = Field(default_factory=dict, description="Defaults under the tuned values.")
     timeout_s: float = Field(1800, gt=0)

@@ -82,6 +82,21 @@ class SupervisedSpec:
     mode: str = "min"
 
 
+def _device(launcher: str, want_gpu: bool) -> torch.device:
+    """Ray Train assigns a worker its device; elsewhere a GPU is used when asked for and present."""
+    if launcher == "train":
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+    return torch.device("cuda" if want_gpu and torch.cuda.is_available() else "cpu")
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if device.type == "cpu":
+        return batch
+    return [b.to(device) for b in batch] if isinstance(batch, (list, tuple)) else batch.to(device)
+
+
 def _world() -> tuple[int, int]:
     import ray.train
 
@@ -139,7 +154,8 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
     info = config["info"]
     torch.set_num_threads(int(config.get("threads", 1)))
     set_seeds(int(config["seed"]))
-    model = spec.build(hp, info)
+    device = _device(launcher, bool(config.get("use_gpu")))
+    model = spec.build(hp, info).to(device)
     train_ds, val_ds = spec.datasets(Path(config["prepared_dir"]), hp, info, config.get("max_train_samples"))
     train_loader = seeded_loader(train_ds, int(hp["batch_size"]), shuffle=True, seed=int(config["seed"]))
     val_loader = seeded_loader(val_ds, 512, shuffle=False, seed=0)
@@ -167,6 +183,7 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         model.train()
         total, count = 0.0, 0
         for batch in train_loader:
+            batch = _to(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss = spec.loss(model, batch, hp)
             loss.backward()
@@ -179,13 +196,13 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         train_time = time.perf_counter() - t0
         model.eval()
         with torch.no_grad():
-            val = spec.validate(unwrap(model), val_loader, hp, info)
+            val = spec.validate(unwrap(model), (_to(b, device) for b in val_loader), hp, info)
         metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "epoch_time_s": train_time,
                    "resumed_at_epoch": start, "world_size": world_size, **val}
         history.append(metrics)
         if sign * val[spec.val_metric] < best_value:
             best_value = sign * val[spec.val_metric]
-            best_state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
         metrics["best_" + spec.val_metric] = sign * best_value
 
         def write_checkpoint(d: Path, epoch: int = epoch, best: dict | None = best_state) -> None:
@@ -248,6 +265,14 @@ def loop_config(
     }
 
 
+def scaling(num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> Any:
+    """ScalingConfig from params: CPU-only unless GPUs per worker are asked for."""
+    import ray.train
+
+    resources = {"CPU": cpus_per_worker} | ({"GPU": gpus_per_worker} if gpus_per_worker else {})
+    return ray.train.ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources)
+
+
 def fit(
     train_loop: Callable[[dict[str, Any]], Any],
     config: dict[str, Any],
@@ -257,6 +282,7 @@ def fit(
     max_failures: int,
     out_model_dir: Path,
     run_name: str | None = None,
+    gpus_per_worker: float = 0,
 ) -> TrainResult:
     """Run `train_loop` under a TorchTrainer and write the best model dir atomically."""
     import ray.train
@@ -268,10 +294,8 @@ def fit(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={**config, "launcher": "train"},
-        torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=num_workers, use_gpu=False, resources_per_worker={"CPU": cpus_per_worker}
-        ),
+        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
+        scaling_config=scaling(num_workers, cpus_per_worker, gpus_per_worker),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=str(storage),

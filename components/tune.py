@@ -54,11 +54,19 @@ def hparams_from_trial(trial_config: dict[str, Any], base: dict[str, Any]) -> di
     return {**base, "model": model, **own}
 
 
-def concurrency(tune_params: TaskParams | Any, cluster_cpus: float, train_cpus: float = 1.0) -> int:
-    """How many trials fit at once: never more than the CPUs allow, nor than params ask."""
+def concurrency(
+    tune_params: TaskParams | Any, cluster_cpus: float, train_cpus: float = 1.0, cluster_gpus: float = 0.0,
+    train_gpus: float = 0.0,
+) -> int:
+    """How many trials fit at once: never more than the CPUs (and GPUs) allow, nor than params ask."""
     tp = tune_params
-    per_trial = tp.cpus_per_trial if tp.launcher == "function" else tp.num_workers_per_trial * train_cpus
-    return max(1, min(tp.max_concurrent, math.floor(cluster_cpus / per_trial + 1e-9)))
+    function = tp.launcher == "function"
+    cpus = tp.cpus_per_trial if function else tp.num_workers_per_trial * train_cpus
+    gpus = tp.gpus_per_trial if function else tp.num_workers_per_trial * train_gpus
+    limit = math.floor(cluster_cpus / cpus + 1e-9)
+    if gpus:
+        limit = min(limit, math.floor(cluster_gpus / gpus + 1e-9))
+    return max(1, min(tp.max_concurrent, limit))
 
 
 def _function_trial(config: dict[str, Any], *, train_loop: Callable, validate_hparams: Callable, base_loop: dict) -> None:
@@ -71,13 +79,15 @@ def _function_trial(config: dict[str, Any], *, train_loop: Callable, validate_hp
 
 def _trainer_trial(
     config: dict[str, Any], *, train_loop: Callable, validate_hparams: Callable, base_loop: dict,
-    num_workers: int, cpus_per_worker: float, storage_path: str,
+    num_workers: int, cpus_per_worker: float, gpus_per_worker: float, storage_path: str,
 ) -> None:
     """Train-V2 driver pattern: this trial only drives a TorchTrainer and forwards its reports."""
     import ray.train
     import ray.tune
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    from components.train import scaling
 
     hparams = validate_hparams(hparams_from_trial(config, base_loop["hparams"]))
     loop = {**base_loop, "hparams": hparams, "launcher": "train"}
@@ -85,7 +95,8 @@ def _trainer_trial(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop,
-        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, resources_per_worker={"CPU": cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
+        scaling_config=scaling(num_workers, cpus_per_worker, gpus_per_worker),
         run_config=ray.train.RunConfig(
             name=f"trial-{ray.tune.get_context().get_trial_id()}-{uuid.uuid4().hex[:6]}",
             storage_path=storage_path,
@@ -133,19 +144,22 @@ def run_sweep(
     cpus = float(ray.cluster_resources().get("CPU", 1))
     storage = str(resolve(params.ray.storage_path))
     if tp.launcher == "function":
+        trial_loop = {**base_loop, "use_gpu": tp.gpus_per_trial > 0}
         trainable = ray.tune.with_resources(
-            ray.tune.with_parameters(_function_trial, train_loop=train_loop, validate_hparams=validate_hparams, base_loop=base_loop),
-            {"CPU": tp.cpus_per_trial},
+            ray.tune.with_parameters(_function_trial, train_loop=train_loop, validate_hparams=validate_hparams, base_loop=trial_loop),
+            {"CPU": tp.cpus_per_trial} | ({"GPU": tp.gpus_per_trial} if tp.gpus_per_trial else {}),
         )
     else:
         trainable = ray.tune.with_resources(
             ray.tune.with_parameters(
                 _trainer_trial, train_loop=train_loop, validate_hparams=validate_hparams, base_loop=base_loop,
-                num_workers=tp.num_workers_per_trial, cpus_per_worker=tcfg.cpus_per_worker, storage_path=storage,
+                num_workers=tp.num_workers_per_trial, cpus_per_worker=tcfg.cpus_per_worker,
+                gpus_per_worker=tcfg.gpus_per_worker, storage_path=storage,
             ),
             {"CPU": 0.01},  # the driver only waits; 0 raises, 1 would starve the workers
         )
-    max_concurrent = concurrency(tp, cpus, tcfg.cpus_per_worker)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    max_concurrent = concurrency(tp, cpus, tcfg.cpus_per_worker, gpus, tcfg.gpus_per_worker)
     with mlflow.start_run(run_name=f"tune-{family}-{task}", tags=tags) as parent:
         mlflow.log_params({"tune.models": ",".join(tp.models), "tune.num_samples": tp.num_samples,
                            "tune.epochs": tp.epochs, "tune.launcher": tp.launcher, "tune.max_concurrent": max_concurrent})

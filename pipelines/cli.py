@@ -154,7 +154,7 @@ def train(family: str, task: str, profile: str | None = None, root: Path = REPO_
     with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family}/{task}"):
         track.setup(params, family, task, root)
         result = fit(fam.train_loop, loop, params, tp.train.num_workers, tp.train.cpus_per_worker,
-                     tp.train.max_failures, lay.model_dir)
+                     tp.train.max_failures, lay.model_dir, gpus_per_worker=tp.train.gpus_per_worker)
     tags = track.lineage_tags(family, task, "train", hparams["model"], root)
     with mlflow.start_run(run_name=f"train-{hparams['model']}", tags=tags) as run:
         mlflow.log_params(track.flatten({"hparams": hparams, "train": tp.train.model_dump(exclude={"hparams"})}))

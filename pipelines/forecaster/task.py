@@ -78,8 +78,8 @@ def error_metrics(pred: np.ndarray, y: np.ndarray, std: float, prefix: str) -> d
 def validate(model: torch.nn.Module, loader: Any, hp: dict[str, Any], info: dict[str, Any]) -> dict[str, float]:
     preds, ys = [], []
     for x, y, _ in loader:
-        preds.append(models.forecast(model, x).numpy())
-        ys.append(y.numpy())
+        preds.append(models.forecast(model, x).cpu().numpy())
+        ys.append(y.cpu().numpy())
     return error_metrics(np.concatenate(preds), np.concatenate(ys), float(info["std"][0]), "val")
 
 

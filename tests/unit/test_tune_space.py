@@ -41,3 +41,10 @@ def test_concurrency_never_exceeds_cpus(launcher: str, max_concurrent: int, cpus
     tp = TuneParams(models=["gru"], num_samples=4, epochs=2, max_concurrent=max_concurrent, launcher=launcher,
                     num_workers_per_trial=2)
     assert concurrency(tp, cpus) == expected
+
+
+def test_concurrency_is_also_capped_by_gpus() -> None:
+    tp = TuneParams(models=["gru"], num_samples=8, epochs=2, max_concurrent=8, gpus_per_trial=0.5)
+    assert concurrency(tp, cluster_cpus=16, cluster_gpus=2) == 4
+    tp = TuneParams(models=["gru"], num_samples=8, epochs=2, max_concurrent=8, launcher="trainer", num_workers_per_trial=2)
+    assert concurrency(tp, cluster_cpus=16, train_cpus=1, cluster_gpus=2, train_gpus=1) == 1
