@@ -97,7 +97,7 @@ class FamilyModels:
         """`method(list of requests) -> list of responses`, e.g. Predictor.predict_batch."""
         try:
             return [r.model_dump() for r in method(bodies)]
-        except RequestError:
+        except Exception:
             # One bad request must not fail its batch-mates: answer them one by one.
             out = []
             for body in bodies:
@@ -105,6 +105,9 @@ class FamilyModels:
                     out.append(method([body])[0].model_dump())
                 except RequestError as e:
                     out.append(_error(422, str(e)))
+                except Exception as e:  # a bug, not the client's fault: 500 for this request only
+                    log.exception("prediction failed")
+                    out.append(_error(500, f"prediction failed: {type(e).__name__}"))
             return out
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)

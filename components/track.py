@@ -52,6 +52,13 @@ def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT) -> str
         except Exception:  # created meanwhile by another process
             pass
         exp = mlflow.get_experiment_by_name(name)
+    if exp.lifecycle_stage == "deleted":
+        from components.config import ConfigError
+
+        raise ConfigError(
+            f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore --experiment-id "
+            f"{exp.experiment_id}) or remove it for good (mlflow gc)"
+        )
     mlflow.set_experiment(experiment_id=exp.experiment_id)
     return exp.experiment_id
 
@@ -176,49 +183,61 @@ class Promotion:
         return self.__dict__.copy()
 
 
-def champion(name: str) -> tuple[str, float | None, str] | None:
-    """(version, its recorded test metric value, metric name) of the current champion, if any."""
+def champion(name: str) -> Any | None:
+    """The current champion's ModelVersion (tags hold its test metric and test-set fingerprint)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
+        return MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
-    metric = mv.tags.get("quartet.metric", "")
-    value = mv.tags.get("quartet.metric_value")
-    return mv.version, (float(value) if value is not None else None), metric
 
 
 def register_and_promote(
-    model_uri: str, name: str, metric: str, value: float, mode: str, tags: dict[str, str]
+    model_uri: str, name: str, metric: str, value: float, mode: str, test_set: str, tags: dict[str, str],
+    promote_hint: str = "",
 ) -> Promotion:
-    """Register a version; move @champion only if it beats the champion on the same metric."""
+    """Register a version; move @champion only if it beats the champion on the same metric of the
+    same test set (`test_set` fingerprints the split and the task's shape). Otherwise the champion
+    stays, and the reason says so."""
     import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
     current = champion(name)
-    mv = mlflow.register_model(model_uri, name, tags={**tags, "quartet.metric": metric, "quartet.metric_value": repr(value)})
-    client.set_model_version_tag(name, mv.version, "quartet.metric", metric)
+    version_tags = {**tags, "quartet.metric": metric, "quartet.metric_value": repr(value), "quartet.test_set": test_set}
+    mv = mlflow.register_model(model_uri, name, tags=version_tags)
+    prev_version = prev_value = None
     if current is None:
         promoted, reason = True, "no champion yet"
-        prev_version, prev_value = None, None
     else:
-        prev_version, prev_value, prev_metric = current
-        if prev_metric != metric or prev_value is None:
-            promoted = True
-            reason = f"champion v{prev_version} has no comparable {metric!r}; the new version takes over"
+        prev_version = str(current.version)
+        prev_metric = current.tags.get("quartet.metric")
+        raw_prev = current.tags.get("quartet.metric_value")
+        prev_value = float(raw_prev) if raw_prev is not None else None
+        if prev_metric != metric or prev_value is None or current.tags.get("quartet.test_set") != test_set:
+            promoted = False
+            reason = (f"not comparable: champion v{prev_version} was scored on another test set or metric; "
+                      f"it stays{promote_hint}")
         else:
-            better = value < prev_value if mode == "min" else value > prev_value
-            promoted = better
-            cmp = "beats" if better else "does not beat"
+            promoted = value < prev_value if mode == "min" else value > prev_value
+            cmp = "beats" if promoted else "does not beat"
             reason = f"{metric} {value:.6g} {cmp} champion v{prev_version} ({prev_value:.6g})"
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     client.set_model_version_tag(name, mv.version, "quartet.promoted", str(promoted).lower())
     return Promotion(name, str(mv.version), metric, value, prev_version, prev_value, promoted, reason)
+
+
+def promote(name: str, version: str) -> None:
+    """Move @champion to an existing version by hand (e.g. after the test set changed)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.get_model_version(name, version)  # raises if it does not exist
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "quartet.promoted", "manual")
 
 
 def download_champion(name: str, dst: Path) -> tuple[Path, str, dict[str, Any]]:

@@ -205,6 +205,12 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
             best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
         metrics["best_" + spec.val_metric] = sign * best_value
 
+        if best_state is None:
+            raise FloatingPointError(
+                f"training diverged: {spec.val_metric} is {val[spec.val_metric]} after epoch {epoch} "
+                "(lower the learning rate or set clip_norm)"
+            )
+
         def write_checkpoint(d: Path, epoch: int = epoch, best: dict | None = best_state) -> None:
             model_config = {**config["model_config"], "epoch": epoch, "history": history}
             save_model_dir(d, model_config, best)
@@ -304,7 +310,15 @@ def fit(
         ),
     )
     t0 = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as e:
+        if "training diverged" in str(e):  # a params problem: say which, without a worker traceback
+            from components.config import ConfigError
+
+            message = next(line for line in str(e).splitlines() if "training diverged" in line)
+            raise ConfigError(message.strip().removeprefix("FloatingPointError: ")) from None
+        raise
     wall = time.perf_counter() - t0
     if result.error:
         raise RuntimeError(f"training failed: {result.error}")

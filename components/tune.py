@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.config import Params, SpaceSpec, TaskParams, resolve
+from components.config import ConfigError, Params, SpaceSpec, TaskParams, resolve
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,20 @@ class DefineByRun:
                 trial.suggest_float(name, *spec.loguniform, log=True)
             elif spec.randint is not None:
                 trial.suggest_int(name, *spec.randint)
+
+
+def representative_samples(models: list[str], search_space: dict[str, dict[str, SpaceSpec]]) -> list[dict[str, Any]]:
+    """One flat trial config per model with every searched value at its extremes, so that a typo
+    or an impossible value in a search space is caught before Ray starts."""
+    samples = []
+    for model in models:
+        for pick in (0, -1):
+            trial: dict[str, Any] = {"model": model}
+            for key, spec in search_space.get(model, {}).items():
+                values = spec.choice or spec.uniform or spec.loguniform or spec.randint
+                trial[f"{model}.{key}"] = values[pick]
+            samples.append(trial)
+    return samples
 
 
 def hparams_from_trial(trial_config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +190,7 @@ def run_sweep(
                 num_samples=tp.num_samples,
                 max_concurrent_trials=max_concurrent,
                 search_alg=OptunaSearch(space=DefineByRun(tp.models, tp.search_space), metric=metric, mode=mode, seed=params.seed),
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=tp.epochs, grace_period=min(tp.grace_period, tp.epochs)),
+                scheduler=ASHAScheduler(time_attr="training_iteration", max_t=tp.epochs, grace_period=min(tp.grace_period, tp.epochs)),
                 time_budget_s=tp.timeout_s,
             ),
             run_config=ray.tune.RunConfig(
@@ -190,11 +204,15 @@ def run_sweep(
         ok = [r for r in grid if r.error is None and r.metrics and metric in r.metrics]
         if not ok:
             errors = [str(r.error)[:300] for r in grid if r.error is not None]
-            raise RuntimeError(f"no tuning trial reported {metric!r}; errors: {errors[:3]}")
-        best = grid.get_best_result(metric=metric, mode=mode, scope="all")
-        best_hparams = validate_hparams(hparams_from_trial(best.config, base_loop["hparams"]))
+            raise ConfigError(f"no tuning trial reported {metric!r}; first errors: {errors[:3]}")
         # The loop reports best_<metric> (best epoch so far): the train stage keeps the best epoch too.
-        best_value = float(best.metrics.get(f"best_{metric}", best.metrics[metric]))
+        # Only trials that finished without error compete.
+        def score(r: Any) -> float:
+            return float(r.metrics.get(f"best_{metric}", r.metrics[metric]))
+
+        best = min(ok, key=score) if mode == "min" else max(ok, key=score)
+        best_hparams = validate_hparams(hparams_from_trial(best.config, base_loop["hparams"]))
+        best_value = score(best)
         trials = [
             {"config": r.config, "epochs": int(r.metrics.get("epoch", -1)) + 1,
              metric: float(r.metrics.get(f"best_{metric}", r.metrics[metric]))}

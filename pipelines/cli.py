@@ -108,8 +108,13 @@ def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_R
     params = _params(profile, root)
     tp = _task_params(params, family, task)
     fam = get(family)
-    for model in tp.tune.models:  # fail fast on a bad model name or default, before Ray starts
-        fam.validate_hparams({**tp.train.hparams, "model": model})
+    from components.tune import hparams_from_trial, representative_samples
+
+    for sample in representative_samples(tp.tune.models, tp.tune.search_space):  # fail fast, before Ray starts
+        try:
+            fam.validate_hparams(hparams_from_trial(sample, tp.train.hparams))
+        except ConfigError as e:
+            raise ConfigError(f"families.{family}.{task}.tune (search space of {sample['model']!r}): {e}") from None
     base = _base_loop(params, family, task, {**tp.train.hparams, "model": tp.tune.models[0]}, tp.tune.epochs, root,
                       max_train_samples=tp.tune.max_train_samples)
     metric = fam.metrics[task]
@@ -211,13 +216,46 @@ def register(family: str, task: str, profile: str | None = None, root: Path = RE
     config_json = data.read_json(lay.model_dir / "config.json")
     tags = track.lineage_tags(family, task, "register", config_json["model"], root)
     promotion = track.register_and_promote(
-        info.model_uri, track.registered_name(family, task), metric.test, float(value), metric.mode, tags
+        info.model_uri, track.registered_name(family, task), metric.test, float(value), metric.mode,
+        test_set_fingerprint(lay.prepared_dir), tags, promote_hint=f" (to serve the new one: quartet promote {family} {task} VERSION)",
     )
     log.info("%s v%s: %s", promotion.name, promotion.version, promotion.reason)
     typer.echo(f"{promotion.name} v{promotion.version}: {'promoted to @champion' if promotion.promoted else 'not promoted'} ({promotion.reason})")
     out = promotion.as_dict() | {"model_uri": info.model_uri}
     data.write_json(lay.registry_file, out)
     return out
+
+
+def test_set_fingerprint(prepared_dir: Path) -> str:
+    """What a test metric was measured on: the test split's bytes and the task's shape."""
+    import hashlib
+
+    info = data.read_json(prepared_dir / "info.json")
+    shape = {k: info.get(k) for k in ("task", "features", "seq_len", "horizon", "mean", "std")}
+    h = hashlib.md5((prepared_dir / "test.parquet").read_bytes())
+    h.update(json.dumps(shape, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+@app.command("promote")
+def promote_cmd(
+    family: Annotated[str, typer.Argument()], task: Annotated[str, typer.Argument()],
+    version: Annotated[str, typer.Argument(help="registered model version to make @champion")],
+    profile: ProfileOpt = None,
+) -> None:
+    """Move @champion to VERSION by hand (when `register` could not compare it with the champion)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    params = _params(profile)
+    _task_params(params, family, task)
+    mlflow.set_tracking_uri(config.tracking_uri(params))
+    name = track.registered_name(family, task)
+    try:
+        track.promote(name, version)
+    except MlflowException as e:
+        raise ConfigError(f"cannot promote {name} v{version}: {str(e).splitlines()[0]}") from None
+    typer.echo(f"{name}@champion -> v{version}")
 
 
 STAGES = {"prepare": prepare, "tune": tune, "train": train, "evaluate": evaluate, "register": register}
@@ -260,7 +298,7 @@ def serve_app(args: dict[str, Any] | None = None) -> Any:
     args = args or {}
     params = _params(args.get("profile") or os.environ.get("QUARTET_PROFILE"))
     s = params.serve
-    loopback = s.host in ("127.0.0.1", "localhost", "::1")
+    loopback = args.get("host", s.host) in ("127.0.0.1", "localhost", "::1")
     return build_app(serve_specs(), config.tracking_uri(params), s.replica_cpus, s.max_body_bytes, s.max_batch_size,
                      s.batch_wait_timeout_s, loopback)
 
@@ -299,7 +337,7 @@ def serve_cmd(
             log.warning("%s@champion not found: its task will answer 404", name)
     with cluster.ray_session(params):
         with cluster.deadline(params.serve.ready_timeout_s, "serve start"):
-            start(serve_app({"profile": profile}), host, port)
+            start(serve_app({"profile": profile, "host": host}), host, port)
         typer.echo(f"serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
         if not block:
             return

@@ -174,7 +174,7 @@ class ForecastRequest(BaseModel):
         min_length=1,
         max_length=MAX_SERIES_PER_REQUEST,
     )
-    horizon: int = Field(gt=0, description="number of future steps to forecast")
+    horizon: int = Field(gt=0, le=1000, description="number of future steps to forecast")
 
 
 class ForecastResponse(BaseModel):
@@ -206,6 +206,9 @@ class Predictor:
         length = lengths.pop()
         if not self.min_length <= length <= MAX_SERIES_LENGTH:
             raise RequestError(f"series length {length} is outside [{self.min_length}, {MAX_SERIES_LENGTH}]")
+        widths = {len(step) if isinstance(step, list) else 0 for s in series for step in s}
+        if len(widths) > 1:
+            raise RequestError(f"every time step must have the same number of values, got {sorted(widths)}")
         arr = np.asarray(series, dtype=np.float32)
         if arr.ndim == 2:
             arr = arr[:, :, None]

@@ -113,3 +113,27 @@ def test_registry_has_champions_and_keeps_them_when_not_beaten(trained_repo: Pat
     assert "not promoted" in proc.stdout and "does not beat champion v1" in proc.stdout
     assert str(client.get_model_version_by_alias("quartet-forecaster-synthetic", "champion").version) == "1"
     assert client.get_model_version("quartet-forecaster-synthetic", "2").tags["quartet.promoted"] == "false"
+
+
+def test_a_version_scored_on_another_test_set_never_takes_the_alias(trained_repo: Path) -> None:
+    import mlflow
+
+    from components import track
+
+    name = "quartet-forecaster-vic_elec"
+    mlflow.set_tracking_uri(f"sqlite:///{trained_repo / 'mlruns' / 'mlflow.db'}")
+    try:
+        v1 = mlflow_client(trained_repo).get_model_version(name, "1")
+        better = float(v1.tags["quartet.metric_value"]) / 2  # better, but on another test set
+        promotion = track.register_and_promote(f"models:/{name}/1", name, "test_mae", better, "min",
+                                               "another-test-set", {"quartet.stage": "test"})
+        assert not promotion.promoted and "not comparable" in promotion.reason
+        assert str(mlflow_client(trained_repo).get_model_version_by_alias(name, "champion").version) == "1"
+        proc = run([*QUARTET, "promote", "forecaster", "vic_elec", promotion.version], cwd=trained_repo, timeout=120)
+        assert f"v{promotion.version}" in proc.stdout
+        assert str(mlflow_client(trained_repo).get_model_version_by_alias(name, "champion").version) == promotion.version
+        bad = run([*QUARTET, "promote", "forecaster", "vic_elec", "99"], cwd=trained_repo, timeout=120, check=False)
+        assert bad.returncode == 2 and "cannot promote" in bad.stderr
+    finally:
+        run([*QUARTET, "promote", "forecaster", "vic_elec", "1"], cwd=trained_repo, timeout=120)  # serving tests expect v1
+        mlflow.set_tracking_uri(None)

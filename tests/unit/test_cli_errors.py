@@ -67,3 +67,13 @@ def test_serve_without_champions_says_to_run_the_pipeline(repo_copy: Path) -> No
     assert proc.returncode == 2
     assert "nothing to serve: no @champion model in sqlite:///" in proc.stderr
     assert "run `make repro` first" in proc.stderr
+
+
+def test_search_space_typo_is_caught_before_ray_starts(repo_copy: Path) -> None:
+    raw = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    raw["families"]["forecaster"]["synthetic"]["tune"]["search_space"]["gru"]["hiden"] = {"choice": [4, 8]}
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = quartet("tune", "forecaster", "synthetic", cwd=repo_copy)
+    assert proc.returncode == 2
+    assert "families.forecaster.synthetic.tune (search space of 'gru')" in proc.stderr and "hiden" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Started a local Ray" not in proc.stderr

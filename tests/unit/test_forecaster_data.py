@@ -60,6 +60,11 @@ def test_prepare_vic_elec_splits_by_date_without_leakage(raw_dir: Path, tmp_path
     _, _, test_origins = data.load_split(tmp_path, "test", info)
     assert max(train_origins) <= "2013-12-31" < min(val_origins)
     assert max(val_origins) <= "2014-06-30" < min(test_origins)
+    # every target day of a window stays inside its split (origin is the first of `horizon` days)
+    import pandas as pd
+
+    last = lambda origins: str((pd.Timestamp(max(origins)) + pd.Timedelta(days=info["horizon"] - 1)).date())  # noqa: E731
+    assert last(train_origins) <= "2013-12-31" and last(val_origins) <= "2014-06-30"
     x, _, _ = data.load_split(tmp_path, "train", info)
     assert abs(float(x[:, :, 0].mean())) < 0.2  # normalised with train statistics
 

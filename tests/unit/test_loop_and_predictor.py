@@ -72,6 +72,14 @@ def test_predictor_batches_and_rejects_bad_requests(prepared, tmp_path: Path) ->
         predictor.predict(task.ForecastRequest(task="synthetic", series=[[0.1] * 3], horizon=2))
 
 
+def test_ragged_multivariate_series_is_a_request_error(prepared, tmp_path: Path) -> None:
+    train(prepared, tmp_path / "m")
+    predictor = task.Predictor(tmp_path / "m")
+    ragged = [[[0.1, 0.2]] * 19 + [[0.1]]]
+    with pytest.raises(RequestError, match="same number of values"):
+        predictor.predict(task.ForecastRequest(task="synthetic", series=ragged, horizon=2))
+
+
 def test_request_model_rejects_nan_and_oversized_batches() -> None:
     with pytest.raises(ValueError, match="finite number"):
         task.ForecastRequest(task="synthetic", series=[[0.1, float("nan")]], horizon=1)
@@ -79,6 +87,8 @@ def test_request_model_rejects_nan_and_oversized_batches() -> None:
         task.ForecastRequest(task="synthetic", series=[[0.1]] * 257, horizon=1)
     with pytest.raises(ValueError, match="greater than 0"):
         task.ForecastRequest(task="synthetic", series=[[0.1]], horizon=0)
+    with pytest.raises(ValueError, match="less than or equal to 1000"):
+        task.ForecastRequest(task="synthetic", series=[[0.1]], horizon=10**9)
 
 
 def test_iterated_horizon_for_one_step_models(tmp_path: Path, prepared) -> None:
