@@ -146,8 +146,9 @@ def report_epoch(
 def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[str, float]]:
     """The per-worker epoch loop shared by supervised families.
 
-    `config` keys: family, task, model_name, hparams, info, prepared_dir, epochs, seed, launcher,
-    max_train_samples, out_dir (plain launcher only). Returns the per-epoch history.
+    `config` (made by `loop_config`): family, task, hparams, info, prepared_dir, epochs, seed,
+    launcher, model_config, and optionally max_train_samples, threads, use_gpu, out_dir (plain
+    launcher only). Returns the per-epoch history.
     """
     launcher = config.get("launcher", "plain")
     hp = config["hparams"]
@@ -222,7 +223,7 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
 
         report_epoch(launcher, metrics, write_checkpoint)
 
-    if launcher == "plain" and config.get("out_dir") and rank == 0:
+    if launcher == "plain" and config.get("out_dir"):
         save_model_dir(Path(config["out_dir"]), {**config["model_config"], "history": history}, best_state)
     return history
 
