@@ -32,6 +32,9 @@ class Route:
     name: str
     request: type[BaseModel]
     response: type[BaseModel]
+    # Request task -> the registered task that answers it on this route, e.g. generative
+    # "reconstruct" for "fashion-mnist" is answered by the "fashion-mnist-autoencoder" champion.
+    task_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class FamilyModels:
             bind_internal_grpc_to_loopback()
         mlflow.set_tracking_uri(tracking_uri)
         self.family = spec.family
+        self.task_maps = {r.name: dict(r.task_map) for r in spec.routes}
         self.predictors: dict[str, Any] = {}
         self.models: dict[str, dict[str, Any]] = {}
         self.missing: dict[str, str] = {}
@@ -88,6 +89,11 @@ class FamilyModels:
                 log.warning("%s", self.missing[task])
         self.handle.set_max_batch_size(max_batch_size)
         self.handle.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def served_tasks(self, route: str) -> list[str]:
+        """Tasks a client may name on `route` (aliases included)."""
+        aliases = {alias for alias, task in self.task_maps.get(route, {}).items() if task in self.predictors}
+        return sorted(set(self.predictors) | aliases)
 
     def info(self) -> dict[str, Any]:
         return {"family": self.family, "models": self.models, "missing": self.missing}
@@ -116,11 +122,12 @@ class FamilyModels:
         results: list[dict[str, Any] | None] = [None] * len(items)
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for i, (route, body) in enumerate(items):
-            if body.task not in self.predictors:
+            task = self.task_maps.get(route, {}).get(body.task, body.task)
+            if task not in self.predictors:
                 results[i] = _error(404, {"message": f"unknown {self.family} task {body.task!r}",
-                                          "served_tasks": sorted(self.predictors)})
+                                          "served_tasks": self.served_tasks(route)})
             else:
-                groups[(route, body.task)].append(i)
+                groups[(route, task)].append(i)
         for (route, task), idx in groups.items():
             # Route "predict" -> Predictor.predict_batch; another route "x" -> Predictor.x_batch.
             method = getattr(self.predictors[task], f"{route}_batch")

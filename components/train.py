@@ -80,6 +80,9 @@ class SupervisedSpec:
     validate: Callable[[torch.nn.Module, Any, dict[str, Any], dict[str, Any]], dict[str, float]]
     val_metric: str
     mode: str = "min"
+    # loader(dataset, batch_size, shuffle, seed, rank, world_size) -> DataLoader, for families that
+    # batch their own way (e.g. length buckets); it must shard by rank itself when world_size > 1.
+    loader: Callable[[Any, int, bool, int, int, int], Any] | None = None
 
 
 def _device(launcher: str, want_gpu: bool) -> torch.device:
@@ -104,21 +107,61 @@ def _world() -> tuple[int, int]:
     return ctx.get_world_rank(), ctx.get_world_size()
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], dict | None]:
-    """Resume from the last Ray Train checkpoint: (next epoch, history, best state)."""
+def restore_checkpoint() -> tuple[dict[str, Any], list[dict], dict[str, torch.Tensor]] | None:
+    """The last Ray Train checkpoint of this run, if any: (train state, history, best weights).
+
+    For any family loop under `launcher="train"`; the train state is whatever the loop saved
+    with `write_checkpoint_dir` (at least {"epoch": int}).
+    """
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 0, [], None
+        return None
     with checkpoint.as_directory() as d:
         state = torch.load(Path(d) / STATE, map_location="cpu", weights_only=True)
         history = json.loads((Path(d) / HISTORY).read_text())
         best = torch.load(Path(d) / WEIGHTS, map_location="cpu", weights_only=True)
+    log.info("resumed from checkpoint after epoch %d", state["epoch"])
+    return state, history, best
+
+
+def write_checkpoint_dir(
+    d: Path, model_config: dict[str, Any], history: list[dict], best_weights: dict[str, torch.Tensor],
+    train_state: dict[str, Any],
+) -> None:
+    """One checkpoint in the shared format: a loadable model dir (best weights so far) plus the
+    state needed to resume (`train_state.pt`: epoch, current weights, optimizers, ...)."""
+    save_model_dir(d, {**model_config, "history": history}, best_weights)
+    torch.save(train_state, d / STATE)
+    (d / HISTORY).write_text(json.dumps(history))
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], dict | None]:
+    """Resume the supervised loop: (next epoch, history, best state)."""
+    restored = restore_checkpoint()
+    if restored is None:
+        return 0, [], None
+    state, history, best = restored
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    log.info("resumed from checkpoint after epoch %d", state["epoch"])
     return state["epoch"] + 1, history, best
+
+
+def loop_device(config: dict[str, Any]) -> torch.device:
+    """The device a family loop should use under its launcher."""
+    return _device(config.get("launcher", "plain"), bool(config.get("use_gpu")))
+
+
+def world(config: dict[str, Any]) -> tuple[int, int]:
+    """(rank, world size): (0, 1) outside Ray Train."""
+    return _world() if config.get("launcher", "plain") == "train" else (0, 1)
+
+
+def finish_plain(config: dict[str, Any], history: list[dict], best_weights: dict[str, torch.Tensor] | None) -> None:
+    """Under the plain launcher, write the final model dir when the caller asked for one."""
+    if config.get("launcher", "plain") == "plain" and config.get("out_dir") and best_weights is not None:
+        save_model_dir(Path(config["out_dir"]), {**config["model_config"], "history": history}, best_weights)
 
 
 def report_epoch(
@@ -158,15 +201,20 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
     device = _device(launcher, bool(config.get("use_gpu")))
     model = spec.build(hp, info).to(device)
     train_ds, val_ds = spec.datasets(Path(config["prepared_dir"]), hp, info, config.get("max_train_samples"))
-    train_loader = seeded_loader(train_ds, int(hp["batch_size"]), shuffle=True, seed=int(config["seed"]))
-    val_loader = seeded_loader(val_ds, 512, shuffle=False, seed=0)
-    rank, world_size = 0, 1
+    rank, world_size = world(config)
+    if spec.loader is not None:
+        seed = int(config["seed"])
+        train_loader = spec.loader(train_ds, int(hp["batch_size"]), True, seed, rank, world_size)
+        val_loader = spec.loader(val_ds, int(hp.get("val_batch_size", 512)), False, 0, 0, 1)
+    else:
+        train_loader = seeded_loader(train_ds, int(hp["batch_size"]), shuffle=True, seed=int(config["seed"]))
+        val_loader = seeded_loader(val_ds, 512, shuffle=False, seed=0)
     if launcher == "train":
         import ray.train.torch
 
-        rank, world_size = _world()
         model = ray.train.torch.prepare_model(model)
-        train_loader = ray.train.torch.prepare_data_loader(train_loader)
+        # A family's own loader shards itself; otherwise Ray adds a DistributedSampler.
+        train_loader = ray.train.torch.prepare_data_loader(train_loader, add_dist_sampler=spec.loader is None)
         # val_loader stays whole on every rank: each worker scores the full validation split.
     optimizer = torch.optim.Adam(model.parameters(), lr=float(hp["lr"]))
     start, history, best_state = (0, [], None)
@@ -177,9 +225,9 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
     clip = hp.get("clip_norm")
 
     for epoch in range(start, int(config["epochs"])):
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        for sampler in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -213,18 +261,12 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
             )
 
         def write_checkpoint(d: Path, epoch: int = epoch, best: dict | None = best_state) -> None:
-            model_config = {**config["model_config"], "epoch": epoch, "history": history}
-            save_model_dir(d, model_config, best)
-            torch.save(
-                {"epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict()},
-                d / STATE,
-            )
-            (d / HISTORY).write_text(json.dumps(history))
+            state = {"epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict()}
+            write_checkpoint_dir(d, {**config["model_config"], "epoch": epoch}, history, best, state)
 
         report_epoch(launcher, metrics, write_checkpoint)
 
-    if launcher == "plain" and config.get("out_dir"):
-        save_model_dir(Path(config["out_dir"]), {**config["model_config"], "history": history}, best_state)
+    finish_plain(config, history, best_state)
     return history
 
 

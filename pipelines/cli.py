@@ -227,12 +227,19 @@ def register(family: str, task: str, profile: str | None = None, root: Path = RE
 
 
 def test_set_fingerprint(prepared_dir: Path) -> str:
-    """What a test metric was measured on: the test split's bytes and the task's shape."""
+    """What a test metric was measured on: the test split's bytes and the task's shape.
+
+    Every prepared file whose name starts with "test" counts (test.parquet, test_seeds.json, ...).
+    """
     import hashlib
 
     info = data.read_json(prepared_dir / "info.json")
-    shape = {k: info.get(k) for k in ("task", "features", "seq_len", "horizon", "mean", "std")}
-    h = hashlib.md5((prepared_dir / "test.parquet").read_bytes())
+    shape = {k: info.get(k) for k in ("task", "features", "seq_len", "horizon", "mean", "std", "test_seeds")}
+    h = hashlib.md5()
+    for f in sorted(prepared_dir.glob("test*")):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(hashlib.md5(f.read_bytes()).digest())
     h.update(json.dumps(shape, sort_keys=True).encode())
     return h.hexdigest()
 
