@@ -4,8 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-# Debian packages the families read their data from (none for the forecaster yet).
-APT_PACKAGES ?=
+# Debian packages the families read their data from: the translator's EN-ES Bible verses (SWORD
+# modules read with diatheke) and the generative family's Fashion-MNIST.
+APT_PACKAGES ?= diatheke sword-text-web sword-text-sparv dataset-fashion-mnist
 
 export PATH := $(BIN):$(PATH)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
@@ -40,7 +41,7 @@ deps: $(VENV)/.deps apt
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
 	fi
 
@@ -66,6 +67,9 @@ ui: deps
 
 bench: data
 	$(BIN)/python -m bench.forecaster
+	$(BIN)/python -m bench.translator
+	$(BIN)/python -m bench.generative
+	$(BIN)/python -m bench.rl
 
 clean:
 	rm -rf prepared models tuning metrics plots registry ray_results mlruns

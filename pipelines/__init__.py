@@ -9,8 +9,11 @@ from components.family import Family
 def families() -> dict[str, Family]:
     # Imported lazily so that `import pipelines` stays cheap and side-effect free.
     from pipelines.forecaster import FAMILY as forecaster
+    from pipelines.generative import FAMILY as generative
+    from pipelines.rl import FAMILY as rl
+    from pipelines.translator import FAMILY as translator
 
-    return {f.name: f for f in (forecaster,)}
+    return {f.name: f for f in (forecaster, translator, generative, rl)}
 
 
 def get(name: str) -> Family:

@@ -137,3 +137,24 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "repro_wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     (root / "repro.log").write_text(proc.stdout + proc.stderr)
     return root
+
+
+@pytest.fixture(scope="session")
+def server(trained_repo: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`quartet serve` over the trained repo's champions, on a free loopback port (one per session)."""
+    port = free_port()
+    with background([*QUARTET, "serve", "--port", str(port)], trained_repo, trained_repo / "serve.log",
+                    stop=signal.SIGINT) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health", timeout=240)
+        yield url, proc
+
+
+def post(url: str, body: dict | str, timeout: float = 60) -> "requests.Response":
+    """POST a JSON body (or a raw string, to send invalid JSON) with a timeout."""
+    import json
+
+    import requests
+
+    data = body if isinstance(body, str) else json.dumps(body)
+    return requests.post(url, data=data, headers={"content-type": "application/json"}, timeout=timeout)

@@ -4,6 +4,7 @@ MLflow runs and registry, no-op reruns, and params that rerun only what depends 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,16 +23,26 @@ def mlflow_client(root: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
 
 
+def every_task() -> list[tuple[str, str]]:
+    from pipelines import families
+
+    return [(f.name, t) for f in families().values() for t in f.tasks]
+
+
 def test_repro_produces_every_stage_output(trained_repo: Path) -> None:
-    for t in TASKS:
-        assert (trained_repo / "tuning" / "forecaster" / t / "best_params.yaml").is_file()
-        assert (trained_repo / "models" / "forecaster" / t / "weights.pt").is_file()
-        metrics = json.loads((trained_repo / "metrics" / f"forecaster-{t}.json").read_text())
-        assert metrics["test_mae"] > 0 and metrics["val_mae"] > 0
-        registry = json.loads((trained_repo / "registry" / f"forecaster-{t}.json").read_text())
-        assert registry["promoted"] is True and registry["version"] == "1"
+    from pipelines import get
+
+    for family, t in every_task():
+        assert (trained_repo / "tuning" / family / t / "best_params.yaml").is_file()
+        assert (trained_repo / "models" / family / t / "weights.pt").is_file()
+        metrics = json.loads((trained_repo / "metrics" / f"{family}-{t}.json").read_text())
+        metric = get(family).metrics[t]
+        assert math.isfinite(metrics[metric.test]) and math.isfinite(metrics[metric.val]), metrics
+        registry = json.loads((trained_repo / "registry" / f"{family}-{t}.json").read_text())
+        assert registry["promoted"] is True and registry["version"] == "1", registry
     lock = yaml.safe_load((trained_repo / "dvc.lock").read_text())
-    assert {f"{s}@forecaster-{t}" for s in ("prepare", "tune", "train", "evaluate", "register") for t in TASKS} <= set(lock["stages"])
+    expected = {f"{s}@{f}-{t}" for s in ("prepare", "tune", "train", "evaluate", "register") for f, t in every_task()}
+    assert expected <= set(lock["stages"]), expected - set(lock["stages"])
 
 
 def test_second_repro_is_a_fast_no_op(trained_repo: Path) -> None:
@@ -76,7 +87,7 @@ def test_dvc_metrics_and_plots_show(trained_repo: Path) -> None:
     metrics = run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=trained_repo, timeout=120)
     shown = json.loads(metrics.stdout)
     files = next(iter(shown.values()))["data"]
-    assert {"metrics/forecaster-synthetic.json", "metrics/forecaster-vic_elec.json"} <= set(files)
+    assert {f"metrics/{f}-{t}.json" for f, t in every_task()} <= set(files)
     plots = run([str(BIN / "dvc"), "plots", "show", "--json"], cwd=trained_repo, timeout=120)
     assert "forecast" in plots.stdout and "mae-by-horizon" in plots.stdout
 
@@ -102,6 +113,23 @@ def test_mlflow_has_trials_under_a_sweep_and_epoch_curves(trained_repo: Path) ->
         assert "test_mae" in train_run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "plots")}
         assert "plots/forecast_vs_actual.png" in artifacts
+
+
+def test_every_task_logs_a_sweep_a_curve_and_plots(trained_repo: Path) -> None:
+    from pipelines import get
+
+    client = mlflow_client(trained_repo)
+    for family, t in every_task():
+        exp = client.get_experiment_by_name(f"quartet/{family}/{t}")
+        assert exp is not None, f"no MLflow experiment for {family}/{t}"
+        runs = client.search_runs([exp.experiment_id])
+        stages = {r.data.tags.get("quartet.stage") for r in runs}
+        assert {"tune", "tune-trial", "train"} <= stages, (family, t, stages)
+        train_run = next(r for r in runs if r.data.tags.get("quartet.stage") == "train")
+        metric = get(family).metrics[t]
+        assert client.get_metric_history(train_run.info.run_id, metric.val), (family, t, metric.val)
+        assert metric.test in train_run.data.metrics
+        assert client.list_artifacts(train_run.info.run_id, "plots"), f"{family}/{t} logged no plots"
 
 
 def test_registry_has_champions_and_keeps_them_when_not_beaten(trained_repo: Path) -> None:

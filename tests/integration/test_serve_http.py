@@ -4,44 +4,30 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import signal
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from tests.conftest import LOOPBACK, QUARTET, background, free_port, listening_addresses, wait_http
+from tests.conftest import LOOPBACK, listening_addresses, post
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(trained_repo: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    with background([*QUARTET, "serve", "--port", str(port)], trained_repo, trained_repo / "serve.log",
-                    stop=signal.SIGINT) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/health", timeout=180)
-        yield url, proc
-
-
-def post(url: str, body: dict | str, **kw) -> requests.Response:
-    data = body if isinstance(body, str) else json.dumps(body)
-    return requests.post(url, data=data, headers={"content-type": "application/json"}, timeout=30, **kw)
-
-
 def test_health_models_and_docs(server) -> None:
     url, _ = server
-    assert requests.get(url + "/health", timeout=10).json() == {"status": "ok", "served": {"forecaster": ["synthetic", "vic_elec"]}}
+    from pipelines import families
+
+    expected = {f.name: sorted(f.tasks) for f in families().values()}
+    assert requests.get(url + "/health", timeout=10).json() == {"status": "ok", "served": expected}
     models = requests.get(url + "/models", timeout=10).json()["models"]
-    assert {m["name"] for m in models} == {"quartet-forecaster-synthetic", "quartet-forecaster-vic_elec"}
+    assert {m["name"] for m in models} == {f"quartet-{f}-{t}" for f, tasks in expected.items() for t in tasks}
     assert all(m["alias"] == "champion" and m["test_metrics"] for m in models)
     assert requests.get(url + "/docs", timeout=10).status_code == 200
     spec = requests.get(url + "/openapi.json", timeout=10).json()
-    assert "/forecaster/predict" in spec["paths"]
+    routes = {f"/{f.name}/{r.name}" for f in families().values() for r in f.routes}
+    assert routes <= set(spec["paths"]), routes - set(spec["paths"])
 
 
 def test_forecasts_univariate_and_multivariate(server, trained_repo: Path) -> None:

@@ -1,0 +1,501 @@
+"""The translator zoo (book ch. 16): RNN encoder-decoder, + attention (Luong, Bahdanau), Transformer,
+and the two decoders every model shares: greedy and beam search.
+
+Every model speaks one small interface, so decoding is written once:
+- `forward(src, tgt_in) -> logits (B, T, V)`: teacher forcing (tgt_in = BOS + target);
+- `encode(src) -> enc` (a dict of batch-first tensors), `init_state(enc) -> state`,
+- `step(enc, state, prev) -> (log_probs (B, V), state, attention (B, S) or None)`: one decoder step.
+States and encodings are dicts of batch-first tensors, so beam search reorders them with one
+`index_select` (`select`). Token ids: PAD 0, BOS 1, EOS 2, UNK 3 on both sides.
+
+New model: write the nn.Module with that interface, add it to `build`, give it a search space in
+params.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from components.config import ConfigError
+from pipelines.translator.data import BOS, EOS, PAD
+
+ZOO = ("seq2seq", "attention", "transformer")
+
+
+class HParams(BaseModel):
+    """Every translator knob, validated: a typo or a bad value names its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["seq2seq", "attention", "transformer"]
+    cell: Literal["gru", "lstm"] = "gru"
+    bidirectional: bool = False
+    attention: Literal["luong", "bahdanau"] = "luong"
+    layers: int = Field(1, gt=0, le=6)
+    emb_dim: int = Field(32, gt=0, le=1024)
+    hidden: int = Field(128, gt=0, le=2048)
+    heads: int = Field(4, gt=0, le=16)
+    ff_dim: int = Field(256, gt=0, le=8192)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0, lt=1)
+    batch_size: int = Field(32, gt=0, le=4096)
+    clip_norm: float | None = Field(1.0, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    val_batch_size: int = Field(500, gt=0, le=8192)
+
+
+def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
+    try:
+        hp = HParams.model_validate(raw)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ConfigError(f"translator hparams: {msgs}") from None
+    if hp.model == "transformer" and hp.hidden % hp.heads:
+        raise ConfigError(f"translator hparams: heads: hidden ({hp.hidden}) must be divisible by heads ({hp.heads})")
+    return hp.model_dump()
+
+
+def select(obj: Any, idx: torch.Tensor) -> Any:
+    """Reorder/duplicate the batch dimension of every tensor in a (nested) dict."""
+    if isinstance(obj, torch.Tensor):
+        return obj.index_select(0, idx)
+    if isinstance(obj, dict):
+        return {k: select(v, idx) for k, v in obj.items()}
+    return obj
+
+
+def lengths(ids: torch.Tensor) -> torch.Tensor:
+    return (ids != PAD).sum(1)
+
+
+# ----------------------------------------------------------------------------- RNN encoder-decoder
+class RNNEncoder(nn.Module):
+    """Embedding -> (bi)GRU/LSTM over packed sequences (pads never enter the recurrence)."""
+
+    def __init__(self, vocab: int, emb_dim: int, hidden: int, layers: int, cell: str, bidirectional: bool, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD)
+        rnn = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn(emb_dim, hidden, layers, batch_first=True, bidirectional=bidirectional,
+                       dropout=dropout if layers > 1 else 0.0)
+        self.cell, self.layers, self.dirs = cell, layers, 2 if bidirectional else 1
+        # Bidirectional: both directions' final states are concatenated and projected to the decoder size.
+        self.bridge = nn.Linear(hidden * self.dirs, hidden) if bidirectional else None
+
+    def _merge(self, h: torch.Tensor) -> torch.Tensor:
+        """(layers*dirs, B, H) -> (B, layers, H)."""
+        B = h.shape[1]
+        h = h.view(self.layers, self.dirs, B, -1).permute(2, 0, 1, 3).reshape(B, self.layers, -1)
+        return torch.tanh(self.bridge(h)) if self.bridge is not None else h
+
+    def forward(self, src: torch.Tensor) -> dict[str, torch.Tensor]:
+        mask = src != PAD
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(src), lengths(src).clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, state = self.rnn(packed)
+        memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        enc = {"memory": memory, "mask": mask}
+        if self.cell == "lstm":
+            enc["h"], enc["c"] = self._merge(state[0]), self._merge(state[1])
+        else:
+            enc["h"] = self._merge(state)
+        return enc
+
+
+class LuongAttention(nn.Module):
+    """Multiplicative ("general") attention over the encoder outputs; pads get zero weight."""
+
+    def __init__(self, query_dim: int, memory_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(memory_dim, query_dim, bias=False)
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, T, Hq), memory (B, S, Hm), mask (B, S) -> context (B, T, Hm), weights (B, T, S)."""
+        scores = query @ self.proj(memory).transpose(1, 2)
+        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+        return weights @ memory, weights
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention: v^T tanh(W_m m_s + W_q q); pads get zero weight."""
+
+    def __init__(self, query_dim: int, memory_dim: int, units: int) -> None:
+        super().__init__()
+        self.w_m = nn.Linear(memory_dim, units, bias=False)
+        self.w_q = nn.Linear(query_dim, units)
+        self.v = nn.Linear(units, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor | None = None):
+        keys = self.w_m(memory) if keys is None else keys
+        scores = self.v(torch.tanh(keys[:, None] + self.w_q(query)[:, :, None])).squeeze(-1)
+        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+        return weights @ memory, weights
+
+
+class RNNSeq2Seq(nn.Module):
+    """Encoder-decoder with teacher forcing; attention none | luong | bahdanau.
+
+    - none: the decoder starts from the encoder's final state (book ml3 [92]-[108]).
+    - luong: the decoder RNN runs over the whole target, then attends with its outputs (book [118]).
+    - bahdanau: the attention context of the previous state is fed into each step (one loop).
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, layers: int, cell: str,
+                 bidirectional: bool, dropout: float, attention: str | None, **_: Any) -> None:
+        super().__init__()
+        self.encoder = RNNEncoder(src_vocab, emb_dim, hidden, layers, cell, bidirectional, dropout)
+        self.cell, self.attention_kind = cell, attention
+        mem_dim = hidden * (2 if bidirectional else 1)
+        self.embed = nn.Embedding(tgt_vocab, emb_dim, padding_idx=PAD)
+        rnn_in = emb_dim + (mem_dim if attention == "bahdanau" else 0)
+        rnn = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn(rnn_in, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        if attention == "luong":
+            self.attn = LuongAttention(hidden, mem_dim)
+        elif attention == "bahdanau":
+            self.attn = BahdanauAttention(hidden, mem_dim, hidden)
+        else:
+            self.attn = None
+        self.combine = nn.Linear(hidden + mem_dim, hidden) if attention else None
+        self.out = nn.Linear(hidden, tgt_vocab)
+
+    def encode(self, src: torch.Tensor) -> dict[str, torch.Tensor]:
+        enc = self.encoder(src)
+        if self.attention_kind == "bahdanau":
+            enc["keys"] = self.attn.w_m(enc["memory"])
+        return enc
+
+    def init_state(self, enc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: enc[k] for k in ("h", "c") if k in enc}
+
+    def _rnn(self, x: torch.Tensor, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        h0 = state["h"].transpose(0, 1).contiguous()
+        if self.cell == "lstm":
+            out, (h, c) = self.rnn(x, (h0, state["c"].transpose(0, 1).contiguous()))
+            return out, {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
+        out, h = self.rnn(x, h0)
+        return out, {"h": h.transpose(0, 1)}
+
+    def _head(self, out: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        if context is not None:
+            out = torch.tanh(self.combine(torch.cat([out, context], -1)))
+        return self.out(self.dropout(out))
+
+    def _decode(self, enc: dict, state: dict, tgt_in: torch.Tensor):
+        """Run the decoder over tgt_in (B, T) -> logits (B, T, V), state, attention (B, T, S) or None."""
+        emb = self.dropout(self.embed(tgt_in))
+        if self.attention_kind == "bahdanau":
+            logits, weights = [], []
+            for t in range(tgt_in.shape[1]):
+                query = state["h"][:, -1:]  # the top layer's previous state
+                context, w = self.attn(query, enc["memory"], enc["mask"], enc["keys"])
+                out, state = self._rnn(torch.cat([emb[:, t:t + 1], context], -1), state)
+                logits.append(self._head(out, context))
+                weights.append(w)
+            return torch.cat(logits, 1), state, torch.cat(weights, 1)
+        out, state = self._rnn(emb, state)
+        if self.attention_kind == "luong":
+            context, weights = self.attn(out, enc["memory"], enc["mask"])
+            return self._head(out, context), state, weights
+        return self._head(out, None), state, None
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        enc = self.encode(src)
+        return self._decode(enc, self.init_state(enc), tgt_in)[0]
+
+    def step(self, enc: dict, state: dict, prev: torch.Tensor):
+        logits, state, weights = self._decode(enc, state, prev[:, None])
+        return logits[:, 0].log_softmax(-1), state, None if weights is None else weights[:, 0]
+
+
+# ----------------------------------------------------------------------------- Transformer
+def sinusoidal_encoding(max_len: int, dim: int) -> torch.Tensor:
+    """The fixed sin/cos positional encodings of "Attention is all you need" (max_len, dim)."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    pe = torch.zeros(max_len, dim)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div[: dim // 2])
+    return pe
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm decoder block from nn.MultiheadAttention modules, so cross-attention weights come out."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.drop = nn.Dropout(dropout)
+
+    def _cross_ff(self, x: torch.Tensor, memory: torch.Tensor, mem_pad: torch.Tensor):
+        h = self.norms[1](x)
+        a, weights = self.cross_attn(h, memory, memory, key_padding_mask=mem_pad, need_weights=True,
+                                     average_attn_weights=True)
+        x = x + self.drop(a)
+        return x + self.drop(self.ff(self.norms[2](x))), weights
+
+    def forward(self, x, memory, causal, tgt_pad, mem_pad):
+        """Teacher forcing over the whole target: x (B, T, D) -> (B, T, D), cross-attention (B, T, S)."""
+        h = self.norms[0](x)
+        x = x + self.drop(self.self_attn(h, h, h, attn_mask=causal, key_padding_mask=tgt_pad, need_weights=False)[0])
+        return self._cross_ff(x, memory, mem_pad)
+
+    def step(self, x: torch.Tensor, cache: dict[str, torch.Tensor], mem: dict[str, torch.Tensor], mem_pad: torch.Tensor):
+        """One new position x (B, 1, D) -> (out, cross-attention (B, 1, S), new cache).
+
+        Same numbers as `forward` at that position, at O(t) per step: `cache` holds this layer's
+        projected self-attention keys/values of the earlier positions ("k", "v"), `mem` the projected
+        memory ("mk", "mv", made once per source), so nothing is re-projected (re-projecting was
+        70 % of beam search's time)."""
+        h = self.norms[0](x)
+        k = _project(self.self_attn, h, 1)
+        v = _project(self.self_attn, h, 2)
+        if cache:
+            k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+        x = x + self.drop(_attend(self.self_attn, _project(self.self_attn, h, 0), k, v, None)[0])
+        a, weights = _attend(self.cross_attn, _project(self.cross_attn, self.norms[1](x), 0), mem["mk"], mem["mv"], mem_pad)
+        x = x + self.drop(a)
+        return x + self.drop(self.ff(self.norms[2](x))), weights, {"k": k, "v": v}
+
+    def memory_cache(self, memory: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"mk": _project(self.cross_attn, memory, 1), "mv": _project(self.cross_attn, memory, 2)}
+
+
+def _project(mha: nn.MultiheadAttention, x: torch.Tensor, which: int) -> torch.Tensor:
+    """x (B, L, D) -> the query (0), key (1) or value (2) projection of `mha`, as (B, heads, L, D/heads)."""
+    D, H = mha.embed_dim, mha.num_heads
+    w = mha.in_proj_weight[which * D : (which + 1) * D]
+    b = mha.in_proj_bias[which * D : (which + 1) * D]
+    B, L, _ = x.shape
+    return nn.functional.linear(x, w, b).view(B, L, H, D // H).transpose(1, 2)
+
+
+def _attend(mha: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pad: torch.Tensor | None):
+    """Scaled dot-product attention with `mha`'s output projection; weights averaged over heads (B, Lq, S)."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if pad is not None:
+        scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+    w = scores.softmax(-1)
+    B, H, L, hd = q.shape
+    out = (w @ v).transpose(1, 2).reshape(B, L, H * hd)
+    return mha.out_proj(out), w.mean(1)
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Encoder (nn.TransformerEncoderLayer x N) + decoder (DecoderLayer x N), sinusoidal positions,
+    padding masks on every attention, a causal mask on decoder self-attention."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, hidden: int, heads: int, ff_dim: int, layers: int,
+                 dropout: float, max_len: int = 512, **_: Any) -> None:
+        super().__init__()
+        self.dim = hidden
+        self.src_embed = nn.Embedding(src_vocab, hidden, padding_idx=PAD)
+        self.tgt_embed = nn.Embedding(tgt_vocab, hidden, padding_idx=PAD)
+        self.register_buffer("pe", sinusoidal_encoding(max_len, hidden), persistent=False)
+        layer = nn.TransformerEncoderLayer(hidden, heads, ff_dim, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(hidden), enable_nested_tensor=False)
+        self.decoder = nn.ModuleList(DecoderLayer(hidden, heads, ff_dim, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, tgt_vocab)
+
+    def _embed(self, emb: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+        return self.drop(emb(ids) * math.sqrt(self.dim) + self.pe[: ids.shape[1]])
+
+    def encode(self, src: torch.Tensor) -> dict[str, torch.Tensor]:
+        mask = src != PAD
+        memory = self.encoder(self._embed(self.src_embed, src), src_key_padding_mask=~mask)
+        return {"memory": memory, "mask": mask}
+
+    def init_state(self, enc: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {"t": 0}  # plus "l<layer>": per-layer caches of projected keys/values (see DecoderLayer.step)
+
+    def _decode(self, enc: dict, tgt_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = tgt_in.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).triu(1)
+        x = self._embed(self.tgt_embed, tgt_in)
+        weights = None
+        for layer in self.decoder:
+            x, weights = layer(x, enc["memory"], causal, tgt_in == PAD, ~enc["mask"])
+        return self.out(self.norm(x)), weights
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self._decode(self.encode(src), tgt_in)[0]
+
+    def step(self, enc: dict, state: dict, prev: torch.Tensor):
+        """Incremental decoding with per-layer caches; the same numbers as `forward` at position t."""
+        t = int(state["t"])
+        x = self.drop(self.tgt_embed(prev[:, None]) * math.sqrt(self.dim) + self.pe[t : t + 1])
+        new: dict[str, Any] = {"t": t + 1}
+        weights = None
+        for i, layer in enumerate(self.decoder):
+            if f"m{i}" not in enc:  # projected memory, made at the first step; beams share their source's rows
+                enc[f"m{i}"] = layer.memory_cache(enc["memory"])
+            x, weights, new[f"l{i}"] = layer.step(x, state.get(f"l{i}", {}), enc[f"m{i}"], ~enc["mask"])
+        return self.out(self.norm(x))[:, 0].log_softmax(-1), new, weights[:, 0]
+
+
+def build(hparams: dict[str, Any], info: dict[str, Any]) -> nn.Module:
+    """hparams (validated) + data info (vocab sizes, lengths) -> an initialised module."""
+    hp = {**hparams, "src_vocab": int(info["src_vocab"]), "tgt_vocab": int(info["tgt_vocab"])}
+    name = hp["model"]
+    if name == "transformer":
+        max_len = max(int(info["max_src_len"]), int(info["max_tgt_len"])) * 2 + 16
+        return TransformerSeq2Seq(**{**hp, "max_len": max_len})
+    if name in ("seq2seq", "attention"):
+        return RNNSeq2Seq(**{**hp, "attention": hp["attention"] if name == "attention" else None})
+    raise ConfigError(f"translator: unknown model {name!r}")
+
+
+# ----------------------------------------------------------------------------- decoding
+@dataclass
+class Hypothesis:
+    """One decoded output: token ids (without BOS/EOS), summed log-prob, length-normalised score
+    (log-prob per emitted token incl. EOS; what beams are ranked by), attention (steps x source)."""
+
+    tokens: list[int]
+    logprob: float
+    score: float
+    attention: list[list[float]] | None = None
+
+
+def _hyp(tokens: list[int], logprob: float, ended: bool, attention: torch.Tensor | None) -> Hypothesis:
+    n = len(tokens) + (1 if ended else 0)
+    att = None if attention is None else attention[:n].tolist()
+    return Hypothesis(tokens, float(logprob), float(logprob) / max(n, 1), att)
+
+
+def _step(model: nn.Module, enc: dict, state: Any, prev: torch.Tensor):
+    """One decoder step with PAD and BOS ruled out as outputs (log-probs stay the model's own)."""
+    lp, state, w = model.step(enc, state, prev)
+    lp = lp.clone()
+    lp[:, PAD] = float("-inf")
+    lp[:, BOS] = float("-inf")
+    return lp, state, w
+
+
+@torch.no_grad()
+def greedy_decode(model: nn.Module, src: torch.Tensor, max_len: int, attention: bool = False) -> list[Hypothesis]:
+    """Batched argmax decoding until EOS or max_len."""
+    enc = model.encode(src)
+    state = model.init_state(enc)
+    B = src.shape[0]
+    prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    out = torch.zeros(B, 0, dtype=torch.long, device=src.device)
+    logp = torch.zeros(B, device=src.device)
+    done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    att: list[torch.Tensor] = []
+    for _ in range(max_len):
+        lp, state, w = _step(model, enc, state, prev)
+        best, tok = lp.max(-1)
+        logp += torch.where(done, torch.zeros_like(best), best)
+        tok = torch.where(done, torch.full_like(tok, PAD), tok)
+        out = torch.cat([out, tok[:, None]], 1)
+        if attention and w is not None:
+            att.append(w)
+        done |= tok == EOS
+        prev = tok
+        if bool(done.all()):
+            break
+    att_t = torch.stack(att, 1) if att else None
+    hyps = []
+    for b in range(B):
+        row = out[b].tolist()
+        ended = EOS in row
+        tokens = row[: row.index(EOS)] if ended else [t for t in row if t != PAD]
+        hyps.append(_hyp(tokens, float(logp[b]), ended, None if att_t is None else att_t[b]))
+    return hyps
+
+
+@torch.no_grad()
+def beam_search(model: nn.Module, src: torch.Tensor, beam_width: int, max_len: int, attention: bool = False
+                ) -> list[list[Hypothesis]]:
+    """Batched beam search; per input, up to `beam_width` hypotheses sorted by length-normalised score.
+
+    Each step every live beam is extended by every token; of the best 2k candidates, those that end
+    (EOS) within the top k are finished, the best k that do not end live on (so k=1 is greedy). An
+    input stops when it holds k finished hypotheses; at max_len the live beams count as unfinished.
+    """
+    k = beam_width
+    B = src.shape[0]
+    dev = src.device
+    enc = model.encode(src)
+    enc = select(enc, torch.arange(B, device=dev).repeat_interleave(k))
+    state = model.init_state(enc)
+    scores = torch.full((B, k), float("-inf"), device=dev)
+    scores[:, 0] = 0.0
+    seqs = torch.zeros(B * k, 0, dtype=torch.long, device=dev)
+    att = None  # (B*k, t, S)
+    prev = torch.full((B * k,), BOS, dtype=torch.long, device=dev)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    active = [True] * B
+    for t in range(max_len):
+        lp, state, w = _step(model, enc, state, prev)
+        V = lp.shape[-1]
+        cand = (scores.view(-1, 1) + lp).view(B, k * V)
+        top_scores, top_idx = cand.topk(min(2 * k, k * V), dim=1)
+        next_rows, next_tok, next_scores = [], [], []
+        for b in range(B):
+            rows, toks, scs = [], [], []
+            for rank, (s, i) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
+                if len(rows) == k:
+                    break
+                beam, tok = divmod(i, V)
+                row = b * k + beam
+                if s == float("-inf"):
+                    continue
+                if tok == EOS:
+                    if active[b] and rank < k:
+                        a = None
+                        if attention and w is not None:
+                            before = att[row] if att is not None else w.new_zeros(0, w.shape[1])
+                            a = torch.cat([before, w[row][None]], 0)
+                        finished[b].append(_hyp(seqs[row].tolist(), s, True, a))
+                    continue
+                rows.append(row)
+                toks.append(tok)
+                scs.append(s)
+            while len(rows) < k:  # pad with dead beams
+                rows.append(b * k)
+                toks.append(PAD)
+                scs.append(float("-inf"))
+            if active[b] and len(finished[b]) >= k:
+                active[b] = False
+            if not active[b]:
+                scs = [float("-inf")] * k
+            next_rows += rows
+            next_tok += toks
+            next_scores += scs
+        idx = torch.tensor(next_rows, device=dev)
+        tok_t = torch.tensor(next_tok, device=dev)
+        seqs = torch.cat([seqs.index_select(0, idx), tok_t[:, None]], 1)
+        if attention and w is not None:
+            step_w = w.index_select(0, idx)[:, None]
+            att = step_w if att is None else torch.cat([att.index_select(0, idx), step_w], 1)
+        state = select(state, idx)
+        scores = torch.tensor(next_scores, device=dev).view(B, k)
+        prev = tok_t
+        if not any(active):
+            break
+    for b in range(B):
+        if len(finished[b]) < k:
+            order = scores[b].argsort(descending=True).tolist()
+            for j in order:
+                s = float(scores[b, j])
+                if s == float("-inf") or len(finished[b]) >= k:
+                    continue
+                row = b * k + j
+                finished[b].append(_hyp(seqs[row].tolist(), s, False, att[row] if att is not None else None))
+        finished[b].sort(key=lambda h: h.score, reverse=True)
+        finished[b] = finished[b][:k]
+    return finished

@@ -1,0 +1,153 @@
+"""The translator, generative and rl routes of DESIGN.md § 5 over real HTTP, on the champions the
+tiny-profile `dvc repro` registered. Tiny models translate badly; these tests check the contract
+(shapes, determinism, n-best order, error codes), the benchmarks check quality."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import post
+
+pytestmark = pytest.mark.integration
+
+
+def detail(r) -> str:
+    return json.dumps(r.json()["detail"])
+
+
+# ----------------------------------------------------------------------------- translator
+def test_translate_dates_with_beam_n_best_and_attention(server) -> None:
+    url, _ = server
+    body = {"task": "dates", "texts": ["April 22, 2019", "22 April 2019"], "beam_width": 3, "n_best": 2,
+            "return_attention": True}
+    r = post(url + "/translator/translate", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["task"] == "dates" and out["model_version"] == "1"
+    assert len(out["translations"]) == 2
+    for t in out["translations"]:
+        assert isinstance(t["text"], str) and len(t["n_best"]) == 2
+        scores = [h["score"] for h in t["n_best"]]
+        assert scores == sorted(scores, reverse=True) and t["score"] == scores[0] and t["text"] == t["n_best"][0]["text"]
+        attention = np.asarray(t["attention"])
+        assert attention.ndim == 2 and attention.shape[1] >= len("April 22, 2019") - 2
+        np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=1e-3)
+    greedy = post(url + "/translator/translate", {"task": "dates", "texts": ["April 22, 2019"]}).json()
+    assert greedy["translations"][0]["attention"] is None
+    again = post(url + "/translator/translate", {"task": "dates", "texts": ["April 22, 2019"]}).json()
+    assert again == greedy  # deterministic decoding
+
+
+def test_translate_en_es(server) -> None:
+    url, _ = server
+    r = post(url + "/translator/translate", {"task": "en-es", "texts": ["In the beginning God created the heavens and the earth."],
+                                              "beam_width": 2})
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json()["translations"][0]["text"], str)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"task": "dates", "texts": [""]}, 422, "empty"),
+        ({"task": "dates", "texts": ["   "]}, 422, "empty"),
+        ({"task": "dates", "texts": ["April 22, 2019 \u03a9"]}, 422, "\\u03a9"),
+        ({"task": "dates", "texts": ["April 22, 2019" * 40]}, 422, "long"),
+        ({"task": "dates", "texts": ["April 22, 2019"] * 65}, 422, "64"),
+        ({"task": "dates", "texts": ["April 22, 2019"], "beam_width": 2, "n_best": 3}, 422, "n_best"),
+        ({"task": "dates", "texts": []}, 422, "at least 1"),
+        ({"task": "klingon", "texts": ["April 22, 2019"]}, 404, "served_tasks"),
+    ],
+)
+def test_translate_bad_requests(server, body, status: int, needle: str) -> None:
+    url, _ = server
+    r = post(url + "/translator/translate", body)
+    assert r.status_code == status, r.text
+    assert needle.lower() in detail(r).lower(), detail(r)
+
+
+# ----------------------------------------------------------------------------- generative
+def png_pixels(b64: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def test_sample_is_seeded_pngs(server) -> None:
+    url, _ = server
+    first = post(url + "/generative/sample", {"task": "fashion-mnist", "n": 4, "seed": 7})
+    assert first.status_code == 200, first.text
+    images = first.json()["images"]
+    assert len(images) == 4 and all(png_pixels(i).shape[:2] == (28, 28) for i in images)
+    assert post(url + "/generative/sample", {"task": "fashion-mnist", "n": 4, "seed": 7}).json()["images"] == images
+    other = post(url + "/generative/sample", {"task": "fashion-mnist", "n": 4, "seed": 8}).json()["images"]
+    assert other != images
+
+
+def test_reconstruct_arrays_and_pngs(server) -> None:
+    url, _ = server
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 28, 28)).round(3)
+    r = post(url + "/generative/reconstruct", {"task": "fashion-mnist", "images": images.tolist()})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert np.shape(out["reconstructions"]) == (3, 28, 28) and len(out["anomaly_scores"]) == 3
+    assert all(np.isfinite(out["anomaly_scores"]))
+    blank = np.zeros((1, 28, 28))
+    scores = post(url + "/generative/reconstruct", {"task": "fashion-mnist", "images": blank.tolist()}).json()["anomaly_scores"]
+    assert len(scores) == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "status"),
+    [
+        ("sample", {"task": "fashion-mnist", "n": 65, "seed": 1}, 422),
+        ("sample", {"task": "fashion-mnist", "n": 0, "seed": 1}, 422),
+        ("sample", {"task": "cifar", "n": 2, "seed": 1}, 404),
+        ("reconstruct", {"task": "fashion-mnist", "images": [[[0.5] * 28] * 27]}, 422),
+        ("reconstruct", {"task": "fashion-mnist", "images": [[[1.5] * 28] * 28]}, 422),
+        ("reconstruct", {"task": "fashion-mnist", "images": [[[0.5] * 28] * 28] * 65}, 422),
+        ("reconstruct", {"task": "fashion-mnist", "images": ["not a png"]}, 422),
+        ("reconstruct", '{"task": "fashion-mnist", "images": [[[NaN]]]}', 422),
+    ],
+)
+def test_generative_bad_requests(server, route: str, body, status: int) -> None:
+    url, _ = server
+    r = post(url + f"/generative/{route}", body)
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- rl
+@pytest.mark.parametrize(("env", "obs_dim", "n_actions"), [("CartPole-v1", 4, 2), ("LunarLander-v3", 8, 4)])
+def test_act(server, env: str, obs_dim: int, n_actions: int) -> None:
+    url, _ = server
+    obs = np.random.default_rng(0).normal(0, 0.1, (5, obs_dim)).round(4).tolist()
+    r = post(url + "/rl/act", {"task": env, "observations": obs})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["actions"]) == 5 and all(0 <= a < n_actions for a in out["actions"])
+    values = np.asarray(out["action_values"])
+    assert values.shape == (5, n_actions)
+    assert out["actions"] == values.argmax(axis=1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"task": "CartPole-v1", "observations": [[0.0, 0.0, 0.0]]}, 422, "4"),
+        ({"task": "CartPole-v1", "observations": []}, 422, "at least 1"),
+        ('{"task": "CartPole-v1", "observations": [[0.0, NaN, 0.0, 0.0]]}', 422, "finite"),
+        ({"task": "Pong-v5", "observations": [[0.0, 0.0, 0.0, 0.0]]}, 404, "served_tasks"),
+    ],
+)
+def test_act_bad_requests(server, body, status: int, needle: str) -> None:
+    url, _ = server
+    r = post(url + "/rl/act", body)
+    assert r.status_code == status, r.text
+    assert needle.lower() in detail(r).lower(), detail(r)

@@ -1,0 +1,121 @@
+"""The generative zoo: shapes of every model, hparam validation, penalties, FID sanity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from components.config import ConfigError
+from pipelines.generative import fid, models
+
+
+@pytest.mark.parametrize("name", [m for m in models.ZOO if m != "dcgan"])
+def test_every_autoencoder_reconstructs_28x28(name: str) -> None:
+    torch.manual_seed(0)
+    model = models.build(models.validate_hparams({"model": name}))
+    x = torch.rand(3, 1, 28, 28)
+    recon, penalty = model(x)
+    assert recon.shape == (3, 1, 28, 28)
+    assert penalty.shape == () and float(penalty.detach()) >= 0
+    assert models.can_reconstruct(model)
+    assert models.can_sample(model) == (name == "vae")
+
+
+def test_book_coding_sizes_and_overrides() -> None:
+    assert models.validate_hparams({"model": "stacked"})["codings"] == 30
+    assert models.validate_hparams({"model": "sparse_kl"})["codings"] == 300
+    vae = models.validate_hparams({"model": "vae"})
+    assert (vae["codings"], vae["hidden"]) == (10, 150)
+    assert models.validate_hparams({"model": "conv", "codings": 16})["codings"] == 16
+    conv = models.build(models.validate_hparams({"model": "conv"}))
+    assert conv.encode(torch.rand(2, 1, 28, 28)).shape == (2, 30)
+
+
+def test_dcgan_shapes_and_sampling_range() -> None:
+    torch.manual_seed(0)
+    gan = models.build(models.validate_hparams({"model": "dcgan"})).eval()
+    assert gan.generator(torch.randn(4, 100)).shape == (4, 1, 28, 28)
+    assert gan.discriminator(torch.rand(4, 1, 28, 28)).shape == (4,)
+    images = models.sample(gan, 5, torch.Generator().manual_seed(1))
+    assert images.shape == (5, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert not models.can_reconstruct(gan)
+    grid = models.interpolate(gan, 2, 4, torch.Generator().manual_seed(2))
+    assert grid.shape == (8, 1, 28, 28)
+
+
+def test_same_generator_seed_same_samples() -> None:
+    vae = models.build(models.validate_hparams({"model": "vae"})).eval()
+    a = models.sample(vae, 3, torch.Generator().manual_seed(7))
+    b = models.sample(vae, 3, torch.Generator().manual_seed(7))
+    c = models.sample(vae, 3, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_tied_decoder_shares_the_encoder_weights() -> None:
+    model = models.build(models.validate_hparams({"model": "tied"}))
+    names = {n for n, _ in model.named_parameters()}
+    assert names == {"enc1.weight", "enc1.bias", "enc2.weight", "enc2.bias", "dec_bias1", "dec_bias2"}
+
+
+def test_denoising_corrupts_only_in_training() -> None:
+    for noise in ("gaussian", "dropout"):
+        model = models.build(models.validate_hparams({"model": "denoising", "noise": noise}))
+        x = torch.rand(2, 1, 28, 28)
+        assert not torch.equal(model.train().corrupt(x), x)
+        assert torch.equal(model.eval().corrupt(x), x)
+
+
+def test_sparsity_penalties_follow_keras() -> None:
+    h = torch.full((4, 300), 0.1)  # every unit at the KL target: no KL penalty
+    assert float(models.kl_sparsity(h, 0.1)) == pytest.approx(0.0, abs=1e-6)
+    assert float(models.kl_sparsity(torch.full((4, 300), 0.5), 0.1)) > 1.0
+    l1 = models.build(models.validate_hparams({"model": "sparse_l1", "l1": 1e-3}))
+    assert float(l1.penalty(torch.ones(8, 300))) == pytest.approx(1e-3 * 300)  # sum / batch
+
+
+def test_vae_penalty_is_zero_at_the_prior() -> None:
+    vae = models.build(models.validate_hparams({"model": "vae"}))
+    for layer in (vae.mu, vae.gamma):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+    _, kl = vae(torch.rand(2, 1, 28, 28))
+    assert float(kl.detach()) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "raw, key",
+    [({"model": "gan"}, "model"), ({"model": "vae", "lr": 0}, "lr"), ({"model": "stacked", "batchsize": 3}, "batchsize"),
+     ({"model": "denoising", "noise": "salt"}, "noise"), ({"model": "dcgan", "fid_samples": 2}, "fid_samples")],
+)
+def test_bad_hparams_name_the_key(raw: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"generative hparams: {key}"):
+        models.validate_hparams(raw)
+
+
+def test_fid_is_zero_on_itself_and_large_for_noise() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(600, 16))
+    real2 = rng.normal(size=(600, 16))
+    noise = rng.normal(loc=1.5, scale=2.0, size=(600, 16))
+    same = fid.frechet(fid.stats(real), fid.stats(real))
+    assert same == pytest.approx(0.0, abs=1e-6)
+    between_real = fid.frechet(fid.stats(real), fid.stats(real2))
+    assert fid.frechet(fid.stats(real), fid.stats(noise)) > 50 * between_real
+
+
+def test_class_entropy_bounds() -> None:
+    assert fid.normalised_entropy(np.full(10, 0.1)) == pytest.approx(1.0)
+    assert fid.normalised_entropy(np.eye(10)[3]) == pytest.approx(0.0)
+
+
+def test_glorot_init_is_the_default_and_torch_is_kept_on_request() -> None:
+    torch.manual_seed(0)
+    glorot = models.build(models.validate_hparams({"model": "stacked"}))
+    plain = models.build(models.validate_hparams({"model": "stacked", "init": "torch"}))
+    first = glorot.encoder[1]
+    assert torch.count_nonzero(first.bias) == 0
+    bound = (6 / (first.in_features + first.out_features)) ** 0.5
+    largest = float(first.weight.detach().abs().max())
+    assert 0.9 * bound < largest <= bound
+    assert torch.count_nonzero(plain.encoder[1].bias) > 0
