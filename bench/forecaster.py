@@ -48,6 +48,17 @@ from pipelines.forecaster import models, task
 log = logging.getLogger("bench.forecaster")
 
 DEFAULT_OUT = REPO_ROOT / "BENCHMARKS.md"
+# BENCHMARKS.md also holds the other families' sections below this line; a rerun keeps them.
+OTHER_FAMILIES_MARKER = "<!-- other families: kept by bench.forecaster -->"
+
+
+def kept_tail(out: Path) -> str:
+    """The part of an existing results file this script does not own (from the marker on)."""
+    if not out.is_file():
+        return ""
+    text = out.read_text()
+    at = text.find(OTHER_FAMILIES_MARKER)
+    return "\n" + text[at:] if at >= 0 else ""
 QUICK_OUT = Path("/tmp/BENCHMARKS.quick.md")
 RAW_DIR = REPO_ROOT / "data" / "forecaster"
 FAMILY = "forecaster"
@@ -803,7 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         blocks = run(settings, args.only, Path(tmp))
     header = render_header(settings, command.strip(), time.perf_counter() - t0, load_before)
     text = "\n\n".join([header, *blocks, render_pipeline()]) + "\n"
-    write_text_atomic(out, text)
+    write_text_atomic(out, text + kept_tail(out))
     log.info("wrote %s (%.0f s)", out, time.perf_counter() - t0)
     return 0
 

@@ -75,6 +75,9 @@ class Family:
     routes: tuple[Route, ...] = field(default_factory=tuple)
     # input_example(model_dir) -> a request dict used for the MLflow signature and a smoke test.
     input_example: Callable[[Path], dict[str, Any]] | None = None
+    # check_task_model(task, model): raises ConfigError when a model cannot do a task (e.g. an
+    # autoencoder asked to be the generator), so the CLI says so before Ray starts.
+    check_task_model: Callable[[str, str], None] | None = None
 
 
 class RequestError(ValueError):

@@ -112,7 +112,9 @@ def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_R
 
     for sample in representative_samples(tp.tune.models, tp.tune.search_space):  # fail fast, before Ray starts
         try:
-            fam.validate_hparams(hparams_from_trial(sample, tp.train.hparams))
+            checked = fam.validate_hparams(hparams_from_trial(sample, tp.train.hparams))
+            if fam.check_task_model:
+                fam.check_task_model(task, checked["model"])
         except ConfigError as e:
             raise ConfigError(f"families.{family}.{task}.tune (search space of {sample['model']!r}): {e}") from None
     base = _base_loop(params, family, task, {**tp.train.hparams, "model": tp.tune.models[0]}, tp.tune.epochs, root,
@@ -155,6 +157,8 @@ def train(family: str, task: str, profile: str | None = None, root: Path = REPO_
             f"and families.{family}.{task}.train.hparams.model is not set"
         )
     hparams = fam.validate_hparams(merged)
+    if fam.check_task_model:
+        fam.check_task_model(task, hparams["model"])
     loop = _base_loop(params, family, task, hparams, tp.train.epochs, root)
     with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family}/{task}"):
         track.setup(params, family, task, root)

@@ -24,4 +24,5 @@ FAMILY = Family(
               task_map={"fashion-mnist": "fashion-mnist-autoencoder"}),
     ),
     input_example=task.input_example,
+    check_task_model=task.check_task_model,
 )

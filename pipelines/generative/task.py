@@ -69,7 +69,9 @@ def validate(
     for the generator task, val_fid on `fid_samples` generated images."""
     total_mse, total_loss, count = 0.0, 0.0, 0
     is_vae = isinstance(model, models.VAE)
-    with torch.random.fork_rng(devices=[]):
+    device = next(model.parameters()).device
+    # Validation draws its own noise without disturbing the training RNG (CUDA's too, on a GPU).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(VAL_FID_SEED)
         for x, _ in loader:
             recon, _ = model(x)
@@ -93,6 +95,7 @@ def generated_fid(model: torch.nn.Module, fid_ref: fid.FidReference, n: int) -> 
 
 
 def check_task_model(task: str, model: str) -> None:
+    """Generators for the generator task, autoencoders for the autoencoder task (ConfigError)."""
     if task == GENERATOR_TASK and model not in models.GENERATORS:
         raise ConfigError(f"generative hparams: model: {model!r} cannot generate; task {task!r} takes "
                           f"{' or '.join(models.GENERATORS)}")
@@ -372,14 +375,17 @@ def decode_png(text: str, index: int) -> np.ndarray:
         raise RequestError(f"images[{index}]: not valid base64") from None
     try:
         with Image.open(io.BytesIO(raw)) as im:
+            # Check the header before decoding: a tiny PNG can declare a huge image.
             fmt, size = im.format, im.size
+            if fmt != "PNG":
+                raise RequestError(f"images[{index}]: expected a PNG, got {fmt}")
+            if size != (28, 28):
+                raise RequestError(f"images[{index}]: PNG is {size[0]}x{size[1]}, expected 28x28")
             arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, RequestError):
+            raise
         raise RequestError(f"images[{index}]: not a readable PNG ({type(e).__name__})") from None
-    if fmt != "PNG":
-        raise RequestError(f"images[{index}]: expected a PNG, got {fmt}")
-    if size != (28, 28):
-        raise RequestError(f"images[{index}]: PNG is {size[0]}x{size[1]}, expected 28x28")
     return arr
 
 

@@ -518,7 +518,9 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
 
 
 # ----------------------------------------------------------------------------- serving
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Finite and within float32: a larger value would become inf in the network and NaN Q-values.
+FLOAT32_MAX = 3.4e38
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
 
 class ActRequest(BaseModel):

@@ -225,10 +225,11 @@ class Codec:
             self.tgt_vocab = self.tgt_tok.get_vocab_size()
 
     def unknown_chars(self, text: str) -> list[str]:
-        """Characters of `text` outside the source vocabulary (char codecs only)."""
-        if self.kind != "chars":
-            return []
-        return sorted({c for c in text if c not in self._src})
+        """Characters of `text` the source vocabulary cannot represent (a subword tokenizer would
+        turn them into <unk>: the model has never seen them)."""
+        if self.kind == "chars":
+            return sorted({c for c in text if c not in self._src})
+        return sorted({c for c in set(text) if not c.isspace() and UNK in self.src_tok.encode(c).ids})
 
     def encode_source(self, text: str) -> list[int]:
         if self.kind == "chars":

@@ -217,7 +217,7 @@ def _plot_attention(path: Path, weights: list[list[float]], src_tokens: list[str
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[str, Any]) -> dict[str, float]:
-    """Greedy and beam scores on val and test; attention heat-maps, samples.txt and a CSV in plots_dir."""
+    """Greedy and beam scores on val and test; attention heat-maps, samples.tsv and a CSV in plots_dir."""
     model, config = load_model(model_dir)
     info = config["info"]
     task = info["task"]
@@ -238,10 +238,11 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
         metrics.update({k + "_beam": v for k, v in score_texts(task, b, data["target"], split).items()})
         if split != "test":
             continue
-        with open(plots_dir / "samples.txt", "w", encoding="utf-8") as f:
-            for i in range(min(n_samples, len(g))):
-                f.write(f"source:    {data['source'][i]}\nreference: {data['target'][i]}\n"
-                        f"greedy:    {g[i]}\nbeam({beam}):   {b[i]}\n\n")
+        # A TSV, not free text: DVC reads every file of the plots dir and accepts only tables.
+        with open(plots_dir / "samples.tsv", "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\t")
+            writer.writerow(["source", "reference", "greedy", f"beam{beam}"])
+            writer.writerows([data["source"][i], data["target"][i], g[i], b[i]] for i in range(min(n_samples, len(g))))
         _length_csv(plots_dir / "test_by_length.csv", task, data, g)
         shown = translate_ids(model, data["src"][:n_plots], 1, max_len, attention=True)
         for i, hyps in enumerate(shown):
@@ -330,8 +331,9 @@ class Predictor:
                 raise RequestError(f"texts[{i}] is empty")
             bad = self.codec.unknown_chars(text)
             if bad:
+                allowed = f" (allowed: {self.codec.src_chars!r})" if self.codec.kind == "chars" else ""
                 raise RequestError(f"texts[{i}] has characters outside the {self.task} vocabulary: "
-                                   f"{', '.join(map(repr, bad))} (allowed: {self.codec.src_chars!r})")
+                                   f"{', '.join(map(repr, bad))}{allowed}")
             ids = self.codec.encode_source(text)
             if len(ids) > self.max_src:
                 raise RequestError(f"texts[{i}] is too long: {len(ids)} tokens, the limit is {self.max_src}")

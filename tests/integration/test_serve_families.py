@@ -62,6 +62,7 @@ def test_translate_en_es(server) -> None:
         ({"task": "dates", "texts": ["April 22, 2019"], "beam_width": 2, "n_best": 3}, 422, "n_best"),
         ({"task": "dates", "texts": []}, 422, "at least 1"),
         ({"task": "klingon", "texts": ["April 22, 2019"]}, 404, "served_tasks"),
+        ({"task": "en-es", "texts": ["\u65e5\u672c\u8a9e"]}, 422, "vocabulary"),
     ],
 )
 def test_translate_bad_requests(server, body, status: int, needle: str) -> None:
@@ -76,6 +77,15 @@ def png_pixels(b64: str) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def big_png() -> str:
+    """A tiny PNG declaring a 6000 x 6000 image: must be refused before it is decoded."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 6000)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_sample_is_seeded_pngs(server) -> None:
@@ -114,6 +124,7 @@ def test_reconstruct_arrays_and_pngs(server) -> None:
         ("reconstruct", {"task": "fashion-mnist", "images": [[[0.5] * 28] * 28] * 65}, 422),
         ("reconstruct", {"task": "fashion-mnist", "images": ["not a png"]}, 422),
         ("reconstruct", '{"task": "fashion-mnist", "images": [[[NaN]]]}', 422),
+        ("reconstruct", {"task": "fashion-mnist", "images": [big_png()]}, 422),  # decompression bomb
     ],
 )
 def test_generative_bad_requests(server, route: str, body, status: int) -> None:
@@ -143,6 +154,7 @@ def test_act(server, env: str, obs_dim: int, n_actions: int) -> None:
         ({"task": "CartPole-v1", "observations": [[0.0, 0.0, 0.0]]}, 422, "4"),
         ({"task": "CartPole-v1", "observations": []}, 422, "at least 1"),
         ('{"task": "CartPole-v1", "observations": [[0.0, NaN, 0.0, 0.0]]}', 422, "finite"),
+        ({"task": "CartPole-v1", "observations": [[0.0, 1e39, 0.0, 0.0]]}, 422, "less than or equal"),
         ({"task": "Pong-v5", "observations": [[0.0, 0.0, 0.0, 0.0]]}, 404, "served_tasks"),
     ],
 )

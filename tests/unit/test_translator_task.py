@@ -61,9 +61,9 @@ def test_evaluate_reports_greedy_and_beam_and_writes_plots(prepared, trained, tm
     assert metrics["val_exact_match"] == pytest.approx(max(h["val_exact_match"] for h in history))  # best epoch kept
     assert metrics["epochs_trained"] == EPOCHS and metrics["beam_width"] == 3
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "attention_0.png", "attention_1.png", "samples.txt", "test_by_length.csv"]
+        "attention_0.png", "attention_1.png", "samples.tsv", "test_by_length.csv"]
     assert (tmp_path / "plots" / "attention_0.png").stat().st_size > 1000
-    assert "reference: " in (tmp_path / "plots" / "samples.txt").read_text()
+    assert (tmp_path / "plots" / "samples.tsv").read_text().startswith("source\treference\tgreedy\tbeam3")
 
 
 def test_bucket_batches_are_deterministic_sharded_and_reshuffled() -> None:
