@@ -23,7 +23,6 @@ Writes bench/results/rl.json (and prints Markdown); it never writes BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform

@@ -148,6 +148,16 @@ class Params(_Strict):
         return tasks[task]
 
 
+def validate_model(model: type[BaseModel], raw: dict[str, Any], label: str) -> BaseModel:
+    """`model.model_validate(raw)`, with errors as one ConfigError naming each key:
+    "<label>: <key>: <why>; ..." (e.g. "rl hparams: lr: Input should be greater than 0")."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or '<root>'}: {x['msg']}" for x in e.errors())
+        raise ConfigError(f"{label}: {msgs}") from None
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Profiles override params key by key; lists and scalars are replaced whole."""
     merged = copy.deepcopy(base)

@@ -60,6 +60,16 @@ def load_model_dir(model_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Ten
     return config, torch.load(weights, map_location="cpu", weights_only=True)
 
 
+def load_model(
+    model_dir: Path, build: Callable[[dict[str, Any], dict[str, Any]], torch.nn.Module],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A model dir -> (the family's module in eval mode, its config), from config.json + weights.pt alone."""
+    config, state = load_model_dir(Path(model_dir))
+    model = build(config["hparams"], config["info"])
+    model.load_state_dict(state)
+    return model.eval(), config
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """`prepare_model` wraps in DDP only when world_size > 1."""
     return getattr(model, "module", model)

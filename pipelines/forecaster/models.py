@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 
 Head = Literal["seq2vec", "seq2seq"]
 
@@ -41,11 +41,7 @@ class HParams(BaseModel):
 
 
 def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
-    try:
-        hp = HParams.model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"forecaster hparams: {msgs}") from None
+    hp = validate_model(HParams, raw, "forecaster hparams")
     if hp.model == "linear" and hp.head != "seq2vec":
         raise ConfigError("forecaster hparams: head: the linear model only has a seq2vec head")
     return hp.model_dump()

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import train
 from components.data import read_json
 from components.family import Metric, RequestError
-from components.train import SupervisedSpec, load_model_dir, run_supervised
+from components.train import SupervisedSpec, run_supervised
 from pipelines.forecaster import models
 from pipelines.forecaster.data import load_split
 
@@ -97,11 +98,7 @@ def train_loop(config: dict[str, Any]) -> list[dict[str, float]]:
 
 # ----------------------------------------------------------------------------- evaluation
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    config, state = load_model_dir(model_dir)
-    model = models.build(config["hparams"], config["info"])
-    model.load_state_dict(state)
-    model.eval()
-    return model, config
+    return train.load_model(model_dir, models.build)
 
 
 def _plot_forecasts(

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -55,11 +55,7 @@ class HParams(BaseModel):
 
 
 def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
-    try:
-        hp = HParams.model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or '<root>'}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"generative hparams: {msgs}") from None
+    hp = validate_model(HParams, raw, "generative hparams")
     out = hp.model_dump()
     if out["codings"] is None:
         out["codings"] = DEFAULT_CODINGS[hp.model]

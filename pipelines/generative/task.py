@@ -26,12 +26,19 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import train
 from components.config import ConfigError
 from components.data import read_json, seeded_loader, set_seeds
 from components.family import Metric, RequestError
 from components.train import (
-    SupervisedSpec, finish_plain, load_model_dir, loop_device, report_epoch, restore_checkpoint, run_supervised,
-    world, write_checkpoint_dir,
+    SupervisedSpec,
+    finish_plain,
+    loop_device,
+    report_epoch,
+    restore_checkpoint,
+    run_supervised,
+    world,
+    write_checkpoint_dir,
 )
 from pipelines.generative import fid, models
 from pipelines.generative.data import GENERATOR_TASK, load_split
@@ -213,10 +220,7 @@ def train_dcgan(config: dict[str, Any]) -> list[dict[str, float]]:
 
 # ----------------------------------------------------------------------------- evaluation
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    config, state = load_model_dir(Path(model_dir))
-    model = models.build(config["hparams"], config["info"])
-    model.load_state_dict(state)
-    return model.eval(), config
+    return train.load_model(model_dir, models.build)
 
 
 def png_grid(images: torch.Tensor | np.ndarray, cols: int, scale: int = 2) -> bytes:

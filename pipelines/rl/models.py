@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from components.config import ConfigError
+from components.config import validate_model
 
 AGENTS = ("reinforce", "dqn", "double_dqn", "dueling_dqn")
 
@@ -77,11 +77,7 @@ class HParams(BaseModel):
 
 def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
     """Normalised hparams; raises ConfigError `rl hparams: <key>: why`."""
-    try:
-        hp = HParams.model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'hparams'}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"rl hparams: {msgs}") from None
+    hp = validate_model(HParams, raw, "rl hparams")
     return hp.model_dump()
 
 

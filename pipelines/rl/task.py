@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import train
 from components.data import read_json, set_seeds
 from components.family import Metric, RequestError
 from components.train import (
     finish_plain,
-    load_model_dir,
     loop_device,
     report_epoch,
     restore_checkpoint,
@@ -429,11 +429,7 @@ def train_loop(config: dict[str, Any]) -> list[dict[str, float]]:
 
 # ----------------------------------------------------------------------------- evaluation
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    config, state = load_model_dir(Path(model_dir))
-    net = models.build(config["hparams"], config["info"])
-    net.load_state_dict(state)
-    net.eval()
-    return net, config
+    return train.load_model(model_dir, models.build)
 
 
 def _learning_curve(history: list[dict[str, Any]], plots_dir: Path, threshold: float, title: str) -> None:

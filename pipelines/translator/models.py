@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 from pipelines.translator.data import BOS, EOS, PAD
 
 ZOO = ("seq2seq", "attention", "transformer")
@@ -51,11 +51,7 @@ class HParams(BaseModel):
 
 
 def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
-    try:
-        hp = HParams.model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"translator hparams: {msgs}") from None
+    hp = validate_model(HParams, raw, "translator hparams")
     if hp.model == "transformer" and hp.hidden % hp.heads:
         raise ConfigError(f"translator hparams: heads: hidden ({hp.hidden}) must be divisible by heads ({hp.heads})")
     return hp.model_dump()

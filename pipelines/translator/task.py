@@ -19,9 +19,10 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from components import train
 from components.data import read_json
 from components.family import Metric, RequestError
-from components.train import SupervisedSpec, load_model_dir, run_supervised
+from components.train import SupervisedSpec, run_supervised
 from pipelines.translator import models
 from pipelines.translator.data import BOS, EOS, PAD, Codec, load_split
 
@@ -169,11 +170,7 @@ def train_loop(config: dict[str, Any]) -> list[dict[str, float]]:
 
 # ----------------------------------------------------------------------------- translating
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    config, state = load_model_dir(model_dir)
-    model = models.build(config["hparams"], config["info"])
-    model.load_state_dict(state)
-    model.eval()
-    return model, config
+    return train.load_model(model_dir, models.build)
 
 
 def translate_ids(model: torch.nn.Module, src: list[list[int]], beam_width: int, max_len: int, attention: bool = False,
