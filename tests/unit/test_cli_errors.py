@@ -77,3 +77,14 @@ def test_search_space_typo_is_caught_before_ray_starts(repo_copy: Path) -> None:
     assert proc.returncode == 2
     assert "families.forecaster.synthetic.tune (search space of 'gru')" in proc.stderr and "hiden" in proc.stderr
     assert "Traceback" not in proc.stderr and "Started a local Ray" not in proc.stderr
+
+
+def test_a_model_that_cannot_do_the_task_is_refused_before_ray(repo_copy: Path) -> None:
+    raw = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    raw["families"]["generative"]["fashion-mnist"]["tune"]["models"] = ["stacked"]  # an autoencoder, not a generator
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = quartet("tune", "generative", "fashion-mnist", cwd=repo_copy)
+    assert proc.returncode == 2, proc.stderr
+    assert "'stacked' cannot generate" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Ray" not in proc.stderr  # refused before a Ray session started
+    assert not (repo_copy / "tuning").exists()
