@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -196,6 +197,19 @@ def report_epoch(
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch={metrics['epoch']:04d}")
 
 
+def epoch_lr(hp: dict[str, Any], epoch: int, epochs: int) -> float:
+    """The learning rate of `epoch` (0-based) out of `epochs`.
+
+    `lr_schedule` "constant" (the default, what the book's Keras fits use) keeps `lr`; "cosine"
+    decays it by half a cosine over the run, never reaching 0 (the last epoch trains at
+    lr·(1+cos(π(E−1)/E))/2). A pure function of the epoch, so a resumed run gets the same rate
+    without saving scheduler state."""
+    lr = float(hp["lr"])
+    if hp.get("lr_schedule", "constant") != "cosine":
+        return lr
+    return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(int(epochs), 1)))
+
+
 def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[str, float]]:
     """The per-worker epoch loop shared by supervised families.
 
@@ -238,6 +252,8 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         for sampler in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(hp, epoch, int(config["epochs"]))
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -257,7 +273,7 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         with torch.no_grad():
             val = spec.validate(unwrap(model), (_to(b, device) for b in val_loader), hp, info)
         metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "epoch_time_s": train_time,
-                   "resumed_at_epoch": start, "world_size": world_size, **val}
+                   "lr": optimizer.param_groups[0]["lr"], "resumed_at_epoch": start, "world_size": world_size, **val}
         history.append(metrics)
         if sign * val[spec.val_metric] < best_value:
             best_value = sign * val[spec.val_metric]

@@ -175,6 +175,8 @@ def train_dcgan(config: dict[str, Any]) -> list[dict[str, float]]:
     for epoch in range(start, int(config["epochs"])):
         if hasattr(getattr(loader, "sampler", None), "set_epoch"):
             loader.sampler.set_epoch(epoch)
+        for group in (*opt_g.param_groups, *opt_d.param_groups):
+            group["lr"] = train.epoch_lr(hp, epoch, int(config["epochs"]))
         t0 = time.perf_counter()
         G.train()
         D.train()
@@ -199,7 +201,8 @@ def train_dcgan(config: dict[str, Any]) -> list[dict[str, float]]:
         gan.eval()
         val_fid = generated_fid(gan, ref, int(hp["fid_samples"]))
         metrics = {"epoch": epoch, "train_loss": g_total / max(count, 1), "d_loss": d_total / max(count, 1),
-                   "epoch_time_s": train_time, "resumed_at_epoch": start, "world_size": world_size, "val_fid": val_fid}
+                   "epoch_time_s": train_time, "lr": opt_g.param_groups[0]["lr"], "resumed_at_epoch": start,
+                   "world_size": world_size, "val_fid": val_fid}
         history.append(metrics)
         if val_fid < best_fid:
             best_fid = val_fid

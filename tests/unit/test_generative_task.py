@@ -172,3 +172,17 @@ def test_family_wiring() -> None:
     assert routes["reconstruct"].task_map == {GEN: AE}
     assert hasattr(task.Predictor, "sample_batch") and hasattr(task.Predictor, "reconstruct_batch")
     assert FAMILY.metrics[GEN].val == "val_fid" and FAMILY.metrics[AE].test == "test_mse"
+
+
+def test_cosine_schedule_decays_the_rate_and_changes_training(prepared, ae_dir: Path, tmp_path: Path) -> None:
+    constant = read_json(ae_dir / "config.json")["history"]
+    cosine = train(prepared, AE, tmp_path / "cos", model="stacked", lr_schedule="cosine")
+    assert [h["lr"] for h in constant] == [1e-3] * 3
+    assert [h["lr"] for h in cosine] == pytest.approx([1e-3, 0.75e-3, 0.25e-3])
+    assert cosine[0]["val_mse"] == constant[0]["val_mse"]  # same first epoch, then the rates part
+    assert cosine[-1]["val_mse"] != constant[-1]["val_mse"]
+
+
+def test_unknown_schedule_is_named() -> None:
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        models.validate_hparams({"model": "stacked", "lr_schedule": "step"})

@@ -10,7 +10,7 @@ import pytest
 
 from components.data import read_json
 from components.family import RequestError
-from components.train import loop_config
+from components.train import epoch_lr, loop_config
 from pipelines.forecaster import data, models, task
 
 EPOCHS = 3
@@ -99,3 +99,11 @@ def test_iterated_horizon_for_one_step_models(tmp_path: Path, prepared) -> None:
     task.train_loop(loop_config("forecaster", "synthetic", hparams, info, tmp_path / "p", 1, 42, "plain", out_dir=str(tmp_path / "m")))
     out = task.Predictor(tmp_path / "m").predict(task.ForecastRequest(task="synthetic", series=[[0.1] * 50], horizon=5))
     assert np.shape(out.forecast) == (1, 5)
+
+
+def test_epoch_lr_is_constant_by_default_and_cosine_on_request() -> None:
+    assert [epoch_lr({"lr": 0.01}, e, 4) for e in range(4)] == [0.01] * 4
+    cos = [epoch_lr({"lr": 0.01, "lr_schedule": "cosine"}, e, 4) for e in range(4)]
+    assert cos[0] == 0.01 and cos[-1] > 0
+    assert all(a > b for a, b in zip(cos, cos[1:], strict=False))
+    assert cos[2] == pytest.approx(0.005)
