@@ -336,6 +336,11 @@ def write_results(out_file: Path, results: dict[str, Any]) -> None:
     write_json(out_file, {k: v for k, v in merged.items() if k in SECTIONS or k == "runs"})
 
 
+def without_path(results: dict[str, Any], path: Path, label: str) -> dict[str, Any]:
+    """`results` with every occurrence of `path` (the temporary work dir) replaced by `label`."""
+    return json.loads(json.dumps(results).replace(json.dumps(str(path))[1:-1], label))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.generative", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="5,000 images, 2 epochs: a smoke test of the script")
@@ -386,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             blocks.append(block + f"\n\nSection time: {res['section_s']:.0f} s.")
             print("\n" + blocks[-1] + "\n", flush=True)
             results["total_s"] = time.perf_counter() - t_all
-            write_results(out_file, results)  # after every section: a long run keeps what it finished
+            # after every section: a long run keeps what it finished; no machine paths in the repo
+            write_results(out_file, without_path(results, work, "<bench tmp dir>"))
     log.info("wrote %s (%.0f s)", out_file, time.perf_counter() - t_all)
     return 0
 
