@@ -46,8 +46,8 @@ class HParams(BaseModel):
     kl_target: float = Field(0.1, gt=0, lt=1, description="sparse_kl: target mean activation")
     lr: float = Field(1e-3, gt=0, lt=1)
     lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="constant: the book's fixed Nadam rate; cosine: half-cosine decay over the run "
-                                "(both DCGAN optimisers too)")
+        "constant", description="constant: a fixed rate, as the book's Keras fits; cosine: half-cosine decay over "
+                                "the run's epochs (both DCGAN optimisers too)")
     batch_size: int = Field(32, gt=0, le=4096)
     beta1: float = Field(0.5, ge=0, lt=1, description="dcgan: Adam beta1 of both optimisers")
     d_dropout: float = Field(0.4, ge=0, lt=1, description="dcgan: discriminator dropout")
