@@ -96,21 +96,6 @@ def mlp(n_in: int, hidden: int, layers: int, activation: str) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-class PolicyNetwork(nn.Module):
-    """obs -> action logits; `probabilities` is what the Predictor serves (book: softmax policy)."""
-
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int, layers: int, activation: str) -> None:
-        super().__init__()
-        self.body = mlp(obs_dim, hidden, layers, activation)
-        self.head = nn.Linear(hidden, n_actions)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(obs))
-
-    def action_values(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self(obs), dim=-1)
-
-
 class QNetwork(nn.Module):
     """obs -> Q(s, a) for every action (DQN, Double DQN)."""
 
@@ -124,6 +109,16 @@ class QNetwork(nn.Module):
 
     def action_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self(obs)
+
+
+class PolicyNetwork(QNetwork):
+    """obs -> action logits; `probabilities` is what the Predictor serves (book: softmax policy).
+
+    The same body and head as the Q-network (so the same weights, init and saved keys); only
+    what `action_values` means differs."""
+
+    def action_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self(obs), dim=-1)
 
 
 class DuelingQNetwork(nn.Module):
