@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.config import Params, REPO_ROOT
+from components.config import ConfigError, Params, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- jobs
-JOB_EXCLUDES = [".git", ".venv", "data", "prepared", "models", "mlruns", "ray_results", ".dvc/cache", ".dvc/tmp"]
+JOB_EXCLUDES = [".git", ".venv", "data", "prepared", "models", "mlruns", "ray_results", ".dvc/cache", ".dvc/tmp",
+                ".dvc/config.local", ".cluster", "infra/mlflow/.env", "tuning", "registry", "*.log"]
 
 
 def submit_job(
@@ -113,20 +114,29 @@ def submit_job(
     working_dir: Path = REPO_ROOT,
     wait: bool = True,
     timeout_s: float = 1800,
+    submission_id: str | None = None,
 ) -> tuple[str, str]:
     """`ray job submit` through the SDK: upload the repo (without data/outputs), run, wait.
 
-    The job regenerates its raw data deterministically (`quartet data`), so no shared storage
-    is needed for inputs; results go to the MLflow server named by the profile.
+    The job pulls its raw data from the DVC remote; results go to the cluster's MLflow server.
+    A cluster with token auth needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN here (the SDK sends
+    it); without them the Jobs API answers 401 and this says so.
     Returns (submission id, final status).
     """
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(address)
-    job_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={"working_dir": str(working_dir), "excludes": JOB_EXCLUDES, "env_vars": env_vars},
-    )
+    try:
+        client = JobSubmissionClient(address)
+        job_id = client.submit_job(
+            entrypoint=entrypoint, submission_id=submission_id,
+            runtime_env={"working_dir": str(working_dir), "excludes": JOB_EXCLUDES, "env_vars": env_vars},
+        )
+    except (ConnectionError, RuntimeError) as e:
+        text = str(e)
+        if "401" in text or "403" in text or "Authentication" in text:
+            raise ConfigError(f"the Ray cluster at {address} refused the job: token authentication failed "
+                              "(set RAY_AUTH_TOKEN, e.g. eval \"$(quartet cluster env)\")") from None
+        raise ConfigError(f"cannot submit to {address}: {text.splitlines()[0] if text else type(e).__name__}") from None
     log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
     if not wait:
         return job_id, "PENDING"

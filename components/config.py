@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +64,51 @@ class ServeParams(_Strict):
     ready_timeout_s: float = Field(120, gt=0)
 
 
+class ClusterHostParams(_Strict):
+    cpus: int = Field(1, ge=0, description="CPUs this host offers to Ray (`ray start --num-cpus`).")
+
+
+class ClusterParams(_Strict):
+    """`make cluster-up`: a cluster of separate hosts on this machine (network namespaces on a
+    bridge), the way one tries a cluster before renting one. See components/localcluster.py."""
+
+    name: str = Field("qc", pattern=r"^[a-z][a-z0-9]{0,5}$",
+                      description="Prefix of the namespaces, bridge and veths (Linux names are <= 15 chars).")
+    subnet: str = Field("10.213.7.0/24", description="A private /24 the hosts get addresses in; .1 is this machine.")
+    state_dir: str = Field(".cluster", description="Pids, logs, secrets, the shared storage; relative = under the repo.")
+    hosts: dict[str, ClusterHostParams] = Field(
+        default_factory=lambda: {"head": ClusterHostParams(cpus=0), "worker-1": ClusterHostParams(cpus=1),
+                                 "worker-2": ClusterHostParams(cpus=1)},
+        description="`head` runs PostgreSQL, the MLflow server and the Ray head; the others join it.",
+    )
+    ready_timeout_s: float = Field(120, gt=0, description="Longest wait for any one piece to come up.")
+
+    @field_validator("subnet")
+    @classmethod
+    def _slash24(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            net = ipaddress.ip_network(v)
+        except ValueError as e:
+            raise ValueError(f"not a network: {e}") from None
+        if net.prefixlen != 24 or not net.is_private or net.version != 4:
+            raise ValueError("give a private IPv4 /24, e.g. 10.213.7.0/24")
+        return v
+
+    @field_validator("hosts")
+    @classmethod
+    def _has_head(cls, v: dict[str, ClusterHostParams]) -> dict[str, ClusterHostParams]:
+        if "head" not in v or len(v) < 2:
+            raise ValueError("needs a host named 'head' and at least one worker host")
+        if len(v) > 50:
+            raise ValueError("at most 50 hosts")
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9-]{0,8}", name):
+                raise ValueError(f"host name {name!r}: lowercase letters, digits and '-', at most 9 characters")
+        return v
+
+
 class SpaceSpec(_Strict):
     """One searchable hyperparameter: exactly one of the distributions."""
 
@@ -104,6 +150,7 @@ class TuneParams(_Strict):
         default_factory=dict, description="model -> {hparam: distribution}; models without one use defaults."
     )
     timeout_s: float = Field(1800, gt=0)
+    max_failures: int = Field(2, ge=0, description="Retries of a trial whose process or node died.")
 
 
 class TrainParams(_Strict):
@@ -129,6 +176,7 @@ class Params(_Strict):
     mlflow: MlflowParams = MlflowParams()
     serve: ServeParams = ServeParams()
     paths: PathsParams = PathsParams()
+    cluster: ClusterParams = ClusterParams()
     families: dict[str, dict[str, TaskParams]] = Field(default_factory=dict)
 
     @field_validator("families")
@@ -197,10 +245,15 @@ def profile_overrides(name: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     return read_yaml(path)
 
 
+def profile_names(profile: str | None) -> list[str]:
+    """"cluster,tiny" -> ["cluster", "tiny"]: profiles apply left to right (the last one wins)."""
+    return [p.strip() for p in (profile or "").split(",") if p.strip()]
+
+
 def raw_params(root: Path = REPO_ROOT, profile: str | None = None, params_file: str = PARAMS_FILE) -> dict[str, Any]:
     raw = read_yaml(root / params_file)
-    if profile:
-        raw = deep_merge(raw, profile_overrides(profile, root))
+    for name in profile_names(profile):
+        raw = deep_merge(raw, profile_overrides(name, root))
     return raw
 
 
@@ -213,13 +266,35 @@ def validate(raw: dict[str, Any], source: str = PARAMS_FILE) -> Params:
 
 def load(root: Path = REPO_ROOT, profile: str | None = None, params_file: str = PARAMS_FILE) -> Params:
     """params.yaml (+ profiles/<profile>.yaml), validated. Raises ConfigError naming the key."""
-    source = params_file + (f" + {PROFILES_DIR}/{profile}.yaml" if profile else "")
+    source = params_file + "".join(f" + {PROFILES_DIR}/{p}.yaml" for p in profile_names(profile))
     return validate(raw_params(root, profile, params_file), source)
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str) -> str:
+    """`${QUARTET_SHARED_DIR}/ray_results` -> the variable's value + "/ray_results".
+
+    Why: where a cluster's shared storage is mounted is a fact of the cluster (each node's
+    environment, like a Kubernetes pod's env), not of the profile; an unset variable is an error
+    that names it, never an empty string.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if not os.environ.get(name):
+            raise ConfigError(f"{value!r} uses ${{{name}}}, which is not set in this environment "
+                              "(on a cluster every node sets it; see infra/README.md)")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
 def resolve(path: str | Path, root: Path = REPO_ROOT) -> Path:
-    """Absolute path: relative ones are under the repo root (Ray changes the working directory)."""
-    p = Path(path).expanduser()
+    """Absolute path: relative ones are under the repo root (Ray changes the working directory);
+    `${VAR}` references are expanded from the environment."""
+    p = Path(expand_env(str(path))).expanduser()
     return p if p.is_absolute() else (root / p).resolve()
 
 

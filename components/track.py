@@ -99,6 +99,8 @@ def lineage_tags(family: str, task: str, stage: str, model: str | None = None, r
     }
     if model:
         tags["quartet.model"] = model
+    if os.environ.get("QUARTET_SUBMISSION_ID"):  # a cluster job: `quartet submit` finds its runs by it
+        tags["quartet.submission"] = os.environ["QUARTET_SUBMISSION_ID"]
     return tags
 
 

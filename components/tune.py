@@ -83,6 +83,23 @@ def concurrency(
     return max(1, min(tp.max_concurrent, limit))
 
 
+DRIVER_RESOURCE = "quartet_driver"
+# Ray Train retries a worker group that cannot start (no resources, a host down) forever by
+# default; a few minutes (each try waits 60 s) covers a host that rejoins, then the trial fails.
+CONTROLLER_RETRIES = 5
+
+
+def driver_resources(cluster_resources: dict[str, float]) -> dict[str, float]:
+    """What a trial that only drives a TorchTrainer asks for. It only waits, but Ray needs it to
+    ask for something: 0.01 CPU by default (1 would starve the workers on 2 cores). On a cluster
+    whose head offers the custom resource `quartet_driver` (make cluster-up, infra/k8s) the
+    drivers sit there instead, so the workers' CPUs stay whole for Train workers (Ray's docs:
+    put drivers on "safe" nodes)."""
+    if cluster_resources.get(DRIVER_RESOURCE, 0) > 0:
+        return {"CPU": 0, DRIVER_RESOURCE: 0.01}
+    return {"CPU": 0.01}
+
+
 def _function_trial(config: dict[str, Any], *, train_loop: Callable, validate_hparams: Callable, base_loop: dict) -> None:
     """Tune function trainable: the family loop runs right here and reports each epoch to Tune."""
     hparams = validate_hparams(hparams_from_trial(config, base_loop["hparams"]))
@@ -93,7 +110,7 @@ def _function_trial(config: dict[str, Any], *, train_loop: Callable, validate_hp
 
 def _trainer_trial(
     config: dict[str, Any], *, train_loop: Callable, validate_hparams: Callable, base_loop: dict,
-    num_workers: int, cpus_per_worker: float, gpus_per_worker: float, storage_path: str,
+    num_workers: int, cpus_per_worker: float, gpus_per_worker: float, storage_path: str, max_failures: int = 0,
 ) -> None:
     """Train-V2 driver pattern: this trial only drives a TorchTrainer and forwards its reports."""
     import ray.train
@@ -116,9 +133,43 @@ def _trainer_trial(
             storage_path=storage_path,
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            # a lost worker (a host dies) restarts the worker group from the last checkpoint
+            failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=CONTROLLER_RETRIES),
         ),
     )
     trainer.fit()
+    _drain_train_reports()
+
+
+def _drain_train_reports(settle_s: float = 1.0, timeout_s: float = 60.0) -> None:
+    """Return from a trainer trial only after Tune has taken every report Train forwarded.
+
+    Why: in Ray 2.60 TuneReportCallback hands the Train controller's reports to the trial through
+    a one-slot queue actor, while a function trainable that returns puts its own end-of-trial
+    marker into the one-slot result queue. If the function returns while the last epoch's report
+    is still in flight (a slow MLflow server or a cross-host queue make that likely), the trial's
+    main thread blocks forever putting that report behind the marker. Waiting until both queues
+    have stayed empty for `settle_s` closes the window.
+    """
+    import time
+
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    inter_actor = getattr(session, "_inter_actor_queue", None) if session else None
+    if inter_actor is None:
+        return
+    end = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < end:
+        if inter_actor.empty() and session.result_queue.empty():
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= settle_s:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.05)
+    log.warning("Train reports still queued after %.0f s; ending the trial anyway", timeout_s)
 
 
 @dataclass(frozen=True)
@@ -168,9 +219,9 @@ def run_sweep(
             ray.tune.with_parameters(
                 _trainer_trial, train_loop=train_loop, validate_hparams=validate_hparams, base_loop=base_loop,
                 num_workers=tp.num_workers_per_trial, cpus_per_worker=tcfg.cpus_per_worker,
-                gpus_per_worker=tcfg.gpus_per_worker, storage_path=storage,
+                gpus_per_worker=tcfg.gpus_per_worker, storage_path=storage, max_failures=tcfg.max_failures,
             ),
-            {"CPU": 0.01},  # the driver only waits; 0 raises, 1 would starve the workers
+            driver_resources(ray.cluster_resources()),
         )
     gpus = float(ray.cluster_resources().get("GPU", 0))
     max_concurrent = concurrency(tp, cpus, tcfg.cpus_per_worker, gpus, tcfg.gpus_per_worker)
@@ -198,6 +249,8 @@ def run_sweep(
                 storage_path=storage,
                 callbacks=[callback],
                 verbose=1,
+                # a trial whose process or node died is retried (the sweep survives a lost host)
+                failure_config=ray.tune.FailureConfig(max_failures=tp.max_failures),
             ),
         )
         grid = tuner.fit()
@@ -214,7 +267,7 @@ def run_sweep(
         best_hparams = validate_hparams(hparams_from_trial(best.config, base_loop["hparams"]))
         best_value = score(best)
         trials = [
-            {"config": r.config, "epochs": int(r.metrics.get("epoch", -1)) + 1,
+            {"config": r.config, "epochs": int(r.metrics.get("epoch", -1)) + 1, "node_ip": r.metrics.get("node_ip"),
              metric: float(r.metrics.get(f"best_{metric}", r.metrics[metric]))}
             for r in ok
         ]

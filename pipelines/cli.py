@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ log = logging.getLogger("quartet")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 submit_app = typer.Typer(no_args_is_help=True, help="Submit work to a running Ray cluster (ray job submit).")
 app.add_typer(submit_app, name="submit")
+cluster_app = typer.Typer(no_args_is_help=True, help="A local Ray cluster of separate hosts (network namespaces; root).")
+app.add_typer(cluster_app, name="cluster")
 
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", envvar="QUARTET_PROFILE", help="Apply profiles/<name>.yaml over params.yaml.")
@@ -76,10 +79,18 @@ def make_data(root: Path = REPO_ROOT, verify: bool = True, force: bool = False) 
 def data_cmd(
     verify: Annotated[bool, typer.Option(help="Check data/ against the md5 in data.dvc.")] = True,
     force: Annotated[bool, typer.Option(help="Regenerate even if data/ exists.")] = False,
+    push: Annotated[bool, typer.Option(help="Push data/ to the default DVC remote (cluster jobs pull it).")] = True,
 ) -> None:
     """Materialise the raw datasets under data/ (run by `make data` when data/ is missing)."""
     md5 = make_data(REPO_ROOT, verify, force)
     typer.echo(f"data/ ok: {md5}")
+    if push:
+        from components import datasync
+
+        try:
+            typer.echo(f"pushed to the DVC remote {datasync.push(REPO_ROOT)}")
+        except ConfigError as e:  # the local pipeline never needs the remote: warn, do not fail
+            typer.echo(f"warning: data/ not pushed: {e}", err=True)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -101,6 +112,17 @@ def _base_loop(params: Params, family: str, task: str, hparams: dict[str, Any], 
     return loop_config(family, task, hparams, info, lay.prepared_dir, epochs, params.seed, "plain", **extra)
 
 
+def _require_server_in_job(params: Params, root: Path) -> None:
+    """Inside a Ray job the runs must go to a server every node and the user reach, never to a
+    sqlite file in the job's throw-away working dir."""
+    uri = config.tracking_uri(params, root)
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and not uri.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"a cluster job needs an MLflow server (got {uri}): set MLFLOW_TRACKING_URI on the cluster's nodes, "
+            "mlflow.tracking_uri in the profile, or quartet submit --mlflow-uri http://..."
+        )
+
+
 def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
     """Sweep with Ray Tune; write best_params.yaml (the trials live in MLflow)."""
     from components.tune import run_sweep
@@ -117,6 +139,7 @@ def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_R
                 fam.check_task_model(task, checked["model"])
         except ConfigError as e:
             raise ConfigError(f"families.{family}.{task}.tune (search space of {sample['model']!r}): {e}") from None
+    _require_server_in_job(params, root)
     base = _base_loop(params, family, task, {**tp.train.hparams, "model": tp.tune.models[0]}, tp.tune.epochs, root,
                       max_train_samples=tp.tune.max_train_samples)
     metric = fam.metrics[task]
@@ -134,7 +157,12 @@ def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_R
         "trials": result.n_trials,
         "mlflow_sweep_run_id": result.parent_run_id,
     }
-    data.write_text_atomic(layout(family, task, root, params).best_params, yaml.safe_dump(out, sort_keys=True))
+    best_file = layout(family, task, root, params).best_params
+    data.write_text_atomic(best_file, yaml.safe_dump(out, sort_keys=True))
+    from mlflow import MlflowClient
+
+    # beside the trials, so a user who tuned on a cluster gets them back (quartet submit tune)
+    MlflowClient().log_artifact(result.parent_run_id, str(best_file))
     log.info("best %s = %.6g with %s", result.metric, result.best_value, result.best_hparams)
     return out
 
@@ -159,6 +187,7 @@ def train(family: str, task: str, profile: str | None = None, root: Path = REPO_
     hparams = fam.validate_hparams(merged)
     if fam.check_task_model:
         fam.check_task_model(task, hparams["model"])
+    _require_server_in_job(params, root)
     loop = _base_loop(params, family, task, hparams, tp.train.epochs, root)
     with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family}/{task}"):
         track.setup(params, family, task, root)
@@ -377,48 +406,206 @@ def ui_cmd(port: Annotated[int, typer.Option(help="UI port on 127.0.0.1.")] = 50
 
 
 # ----------------------------------------------------------------------------- cluster jobs
-def submit_tune(
+def _client_auth(address: str, root: Path) -> None:
+    """Give the Ray client the cluster's token: RAY_AUTH_TOKEN from the environment, else the local
+    cluster's own secrets when `address` is its head (`make cluster-up`)."""
+    from components import localcluster
+
+    if not os.environ.get("RAY_AUTH_TOKEN"):
+        p = localcluster.plan(_params(None, root), root)
+        if p.head.ip in address and p.secrets_file.is_file():
+            for key, value in localcluster.client_env(p).items():
+                os.environ.setdefault(key, value)
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _client_mlflow(mlflow_uri: str | None, address: str, root: Path) -> str | None:
+    """The MLflow server the submitting user reads results from (the cluster's, by default)."""
+    if mlflow_uri:
+        return mlflow_uri
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri and uri.startswith("http") else None
+
+
+def submit(
+    verb: str,
     family: str,
+    tasks: list[str] | None,
     address: str,
-    tasks: list[str] | None = None,
     profile: str = "cluster",
     mlflow_uri: str | None = None,
     wait: bool = True,
     timeout_s: float = 3600,
     root: Path = REPO_ROOT,
-) -> tuple[str, str]:
-    """Submit `prepare + tune` for a family's tasks as one Ray job."""
+) -> dict[str, Any]:
+    """`ray job submit` one family's stages: pull the pinned data (DVC), prepare, then `tune`
+    (verb "tune") or train -> evaluate -> register (verb "train"). Returns the job's outcome; for
+    tune, the best parameters come back to tuning/<family>/<task>/best_params.cluster.yaml."""
+    import uuid
+
+    from components import datasync
+
     params = _params(profile, root)
     fam = get(family)
-    for t in tasks or fam.tasks:
+    tasks = list(tasks or fam.tasks)
+    for t in tasks:
         _task_params(params, family, t)
-    uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
-    if not uri or not uri.startswith(("http://", "https://")):
-        raise ConfigError(
-            "a cluster job needs an MLflow server every node can reach: set mlflow.tracking_uri in "
-            f"profiles/{profile}.yaml, MLFLOW_TRACKING_URI, or --mlflow-uri (http://...)"
-        )
-    steps = ["python -m pipelines.cli data --no-verify"]
-    for t in tasks or fam.tasks:
-        steps += [f"python -m pipelines.cli prepare {family} {t}", f"python -m pipelines.cli tune {family} {t}"]
+    _client_auth(address, root)
+    stages = ["prepare", "tune"] if verb == "tune" else ["prepare", "train", "evaluate", "register"]
+    steps = ["python -m pipelines.cli pull-data"]
+    steps += [f"python -m pipelines.cli {stage} {family} {t}" for t in tasks for stage in stages]
+    submission = f"quartet-{verb}-{family}-{uuid.uuid4().hex[:8]}"
     env = {k: cluster.RAY_ENV[k] for k in cluster.JOB_ENV} | {
-        "MLFLOW_TRACKING_URI": uri, "QUARTET_PROFILE": profile, "QUARTET_GIT_COMMIT": track.git_commit(root)}
-    return cluster.submit_job(address, " && ".join(steps), env, root, wait, timeout_s)
+        "QUARTET_PROFILE": profile, "QUARTET_GIT_COMMIT": track.git_commit(root),
+        "QUARTET_DVC_REMOTE_URL": datasync.default_remote_url(root), "QUARTET_SUBMISSION_ID": submission}
+    if mlflow_uri:
+        env["MLFLOW_TRACKING_URI"] = mlflow_uri  # else the cluster's own (its nodes' environment)
+    job_id, status = cluster.submit_job(address, " && ".join(steps), env, root, wait, timeout_s, submission)
+    out: dict[str, Any] = {"job_id": job_id, "status": status, "tasks": tasks}
+    if wait and verb == "tune":
+        out["best_params"] = _fetch_best_params(family, tasks, submission, _client_mlflow(mlflow_uri, address, root), root)
+    return out
+
+
+def _fetch_best_params(family: str, tasks: list[str], submission: str, uri: str | None, root: Path) -> dict[str, str]:
+    """Download each sweep's best_params.yaml from the MLflow server into the checkout, beside
+    the local tune output (adopt it with `quartet adopt-tuning FAMILY TASK`)."""
+    from mlflow import MlflowClient
+
+    if not uri:
+        log.warning("no MLflow server to fetch the best parameters from (pass --mlflow-uri)")
+        return {}
+    client = MlflowClient(tracking_uri=uri)
+    params = _params(None, root)
+    got = {}
+    for t in tasks:
+        exp = client.get_experiment_by_name(track.experiment_name(params, family, t))
+        runs = client.search_runs(
+            [exp.experiment_id], f"tags.`quartet.submission` = '{submission}' and tags.`quartet.stage` = 'tune'"
+        ) if exp else []
+        if not runs:
+            raise ConfigError(f"job {submission} finished but {uri} has no sweep run of {family}/{t}")
+        dst = layout(family, t, root).best_params.with_name("best_params.cluster.yaml")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            local = client.download_artifacts(runs[0].info.run_id, "best_params.yaml", d)
+            data.write_text_atomic(dst, Path(local).read_text())
+        got[t] = str(dst.relative_to(root))
+    return got
+
+
+SubmitTasks = Annotated[list[str] | None, typer.Argument(help="Tasks (default: all of the family's).")]
+AddressOpt = Annotated[str, typer.Option(help="Ray dashboard / Jobs API, e.g. http://HEAD:8265", envvar="RAY_JOBS_ADDRESS")]
+SubmitProfile = Annotated[str, typer.Option(help="Profile(s) applied inside the job, e.g. cluster or cluster,tiny.")]
+MlflowOpt = Annotated[str | None, typer.Option(help="MLflow server for the job's runs (default: the cluster's own).")]
+WaitOpt = Annotated[bool, typer.Option(help="Wait for the job to finish.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the job.")]
 
 
 @submit_app.command("tune")
 def submit_tune_cmd(
     family: Annotated[str, typer.Argument(help="family to tune, e.g. forecaster")],
-    address: Annotated[str, typer.Option(help="Ray dashboard address, e.g. http://HEAD:8265", envvar="RAY_JOBS_ADDRESS")],
-    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeatable); default all.")] = None,
-    profile: Annotated[str, typer.Option(help="Profile applied inside the job.")] = "cluster",
-    mlflow_uri: Annotated[str | None, typer.Option(help="MLflow server for the job's runs.")] = None,
-    wait: Annotated[bool, typer.Option(help="Wait for the job to finish.")] = True,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 3600,
+    task: SubmitTasks = None, address: AddressOpt = "http://127.0.0.1:8265", profile: SubmitProfile = "cluster",
+    mlflow_uri: MlflowOpt = None, wait: WaitOpt = True, timeout: TimeoutOpt = 3600,
 ) -> None:
-    """`ray job submit` the tuning of FAMILY; the trials land in the profile's MLflow server."""
-    job_id, status = submit_tune(family, address, task, profile, mlflow_uri, wait, timeout)
-    typer.echo(f"job {job_id}: {status}")
+    """Tune FAMILY on a Ray cluster (pull data, prepare, tune); best params come back here."""
+    out = submit("tune", family, task, address, profile, mlflow_uri, wait, timeout)
+    typer.echo(f"job {out['job_id']}: {out['status']}")
+    for t, path in out.get("best_params", {}).items():
+        typer.echo(f"{family}/{t}: best parameters in {path} (use them: quartet adopt-tuning {family} {t})")
+
+
+@submit_app.command("train")
+def submit_train_cmd(
+    family: Annotated[str, typer.Argument(help="family to train, e.g. forecaster")],
+    task: SubmitTasks = None, address: AddressOpt = "http://127.0.0.1:8265", profile: SubmitProfile = "cluster",
+    mlflow_uri: MlflowOpt = None, wait: WaitOpt = True, timeout: TimeoutOpt = 3600,
+) -> None:
+    """Train, evaluate and register FAMILY on a Ray cluster (the cluster's MLflow gets the model)."""
+    out = submit("train", family, task, address, profile, mlflow_uri, wait, timeout)
+    typer.echo(f"job {out['job_id']}: {out['status']}")
+
+
+@app.command("adopt-tuning")
+def adopt_tuning_cmd(family: Annotated[str, typer.Argument()], task: Annotated[str, typer.Argument()]) -> None:
+    """Use a cluster sweep's best params locally: they become the tune stage's output
+    (`dvc commit`), so `dvc repro` retrains from them without tuning again."""
+    lay = layout(family, task)
+    src = lay.best_params.with_name("best_params.cluster.yaml")
+    if not src.is_file():
+        raise ConfigError(f"{src}: not found (run `quartet submit tune {family} {task} --address ...` first)")
+    data.write_text_atomic(lay.best_params, src.read_text())
+    proc = subprocess.run([str(Path(sys.executable).parent / "dvc"), "commit", "-f", "-q", f"tune@{family}-{task}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise ConfigError(f"dvc commit tune@{family}-{task} failed: {proc.stderr.strip()[-400:]}")
+    typer.echo(f"{lay.best_params.relative_to(REPO_ROOT)} <- {src.name}; `dvc repro` now retrains from it")
+
+
+@app.command("pull-data")
+def pull_data_cmd(
+    remote_url: Annotated[str | None, typer.Option(envvar="QUARTET_DVC_REMOTE_URL", help="DVC remote to pull from.")] = None,
+) -> None:
+    """Fetch data/ as pinned by data.dvc from the DVC remote (what cluster jobs run first)."""
+    from components import datasync
+
+    md5 = datasync.pull(REPO_ROOT, remote_url)
+    typer.echo(f"data/ ok: {md5}")
+
+
+# ----------------------------------------------------------------------------- local cluster
+@cluster_app.command("up")
+def cluster_up_cmd(profile: ProfileOpt = None) -> None:
+    """Start (or repair) head + worker hosts: PostgreSQL, mlflow server, Ray with token auth."""
+    from components import localcluster
+
+    s = localcluster.up(_params(profile))
+    typer.echo(localcluster.format_status(s))
+    typer.echo(f"up in {s['up_s']} s. Client settings: eval \"$(.venv/bin/quartet cluster env)\"")
+
+
+@cluster_app.command("down")
+def cluster_down_cmd(profile: ProfileOpt = None) -> None:
+    """Stop every process of every host and remove the namespaces and the bridge (idempotent)."""
+    from components import localcluster
+
+    removed = localcluster.down(_params(profile))
+    typer.echo("removed: " + (", ".join(removed) if removed else "nothing (the cluster was not up)"))
+
+
+@cluster_app.command("status")
+def cluster_status_cmd(
+    profile: ProfileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """The hosts, their Ray nodes and resources, the MLflow and dashboard URLs."""
+    from components import localcluster
+
+    s = localcluster.status(_params(profile))
+    typer.echo(json.dumps(s, indent=2) if as_json else localcluster.format_status(s))
+    if not s["running"]:
+        raise typer.Exit(1)
+
+
+@cluster_app.command("env")
+def cluster_env_cmd(profile: ProfileOpt = None) -> None:
+    """`export` lines for a client shell: Ray token, job address, MLflow server and credentials."""
+    from components import localcluster
+
+    for key, value in localcluster.client_env(localcluster.plan(_params(profile))).items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@cluster_app.command("kill-host")
+def cluster_kill_host_cmd(name: Annotated[str, typer.Argument(help="e.g. worker-2")], profile: ProfileOpt = None) -> None:
+    """Kill every process of one host (its raylet first), as a machine failure would."""
+    from components import localcluster
+
+    n = localcluster.stop_host(_params(profile), name)
+    typer.echo(f"{name}: killed {n} processes; `quartet cluster up` brings it back")
 
 
 # ----------------------------------------------------------------------------- profiles
