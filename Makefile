@@ -7,6 +7,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Debian packages the families read their data from: the translator's EN-ES Bible verses (SWORD
 # modules read with diatheke) and the generative family's Fashion-MNIST.
 APT_PACKAGES ?= diatheke sword-text-web sword-text-sparv dataset-fashion-mnist
+# What `make cluster-up` (and its test) run the hosts with: PostgreSQL for MLflow, iproute2 for the
+# network namespaces.
+CLUSTER_APT_PACKAGES ?= postgresql iproute2
 
 export PATH := $(BIN):$(PATH)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
@@ -17,7 +20,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv deps apt data repro test test-unit serve ui bench clean
+.PHONY: help venv deps apt cluster-apt data repro test test-unit serve ui bench clean cluster-up cluster-down cluster-status
 
 help:
 	@echo "make repro   set up, then dvc repro (the whole pipeline on the default profile)"
@@ -25,6 +28,7 @@ help:
 	@echo "make serve   serve the @champion models on http://127.0.0.1:8000 (docs at /docs)"
 	@echo "make ui      MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench   benchmarks -> BENCHMARKS.md"
+	@echo "make cluster-up / cluster-status / cluster-down   a local Ray cluster of separate hosts (root)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,15 +49,32 @@ apt:
 	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
 	fi
 
-# data/ is pinned by data.dvc; it is regenerated from its sources and checked against that md5.
+cluster-apt:
+	@missing=""; for p in $(CLUSTER_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
+	fi
+
+# data/ is pinned by data.dvc; it is regenerated from its sources, checked against that md5 and
+# pushed to the default DVC remote (the cluster's shared storage), where cluster jobs pull it.
 data: deps
 	$(BIN)/quartet data
+
+cluster-up: deps cluster-apt data
+	$(BIN)/quartet cluster up
+
+cluster-status: deps
+	$(BIN)/quartet cluster status
+
+cluster-down: deps
+	$(BIN)/quartet cluster down
 
 repro: data
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-test: deps
+test: deps cluster-apt
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: deps

@@ -131,12 +131,14 @@ def submit_job(
             entrypoint=entrypoint, submission_id=submission_id,
             runtime_env={"working_dir": str(working_dir), "excludes": JOB_EXCLUDES, "env_vars": env_vars},
         )
-    except (ConnectionError, RuntimeError) as e:
+    except Exception as e:  # the SDK raises AuthenticationError, ConnectionError or RuntimeError
         text = str(e)
-        if "401" in text or "403" in text or "Authentication" in text:
+        if type(e).__name__ == "AuthenticationError" or "401" in text or "403" in text:
             raise ConfigError(f"the Ray cluster at {address} refused the job: token authentication failed "
                               "(set RAY_AUTH_TOKEN, e.g. eval \"$(quartet cluster env)\")") from None
-        raise ConfigError(f"cannot submit to {address}: {text.splitlines()[0] if text else type(e).__name__}") from None
+        if isinstance(e, (ConnectionError, RuntimeError)):
+            raise ConfigError(f"cannot submit to {address}: {text.splitlines()[0] if text else type(e).__name__}") from None
+        raise
     log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
     if not wait:
         return job_id, "PENDING"

@@ -268,7 +268,7 @@ def load_secrets(p: Plan, create: bool = False) -> dict[str, str]:
         raise ClusterError(f"no cluster secrets at {p.secrets_file}: run `make cluster-up` first")
     values = {"ray_token": secrets.token_hex(32), "pg_password": secrets.token_hex(16),
               "mlflow_user": "admin", "mlflow_password": secrets.token_hex(16),
-              "flask_secret": secrets.token_hex(16)}
+              "flask_secret": secrets.token_hex(16), "serve_api_key": secrets.token_hex(24)}
     p.state_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(p.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -286,6 +286,7 @@ def client_env(p: Plan, sec: dict[str, str] | None = None) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": p.mlflow_url,
         "MLFLOW_TRACKING_USERNAME": sec["mlflow_user"],
         "MLFLOW_TRACKING_PASSWORD": sec["mlflow_password"],
+        "QUARTET_API_KEY": sec["serve_api_key"],  # the served app beyond loopback (Authorization: Bearer)
     }
 
 
@@ -398,7 +399,11 @@ def _mlflow_up(p: Plan, sec: dict[str, str], timeout: float) -> None:
         f.write("[mlflow]\ndefault_permission = READ\n"
                 f"database_uri = {pg_uri(p, sec, 'mlflow_auth')}\n"
                 f"admin_username = {sec['mlflow_user']}\nadmin_password = {sec['mlflow_password']}\n"
-                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                # A password check is a deliberately slow hash (~0.3 s here); Tune logs each metric
+                # as its own request, so without MLflow's own cache of good credentials a sweep
+                # spends seconds per epoch on authentication.
+                "auth_cache_ttl_seconds = 300\nauth_cache_max_size = 1000\n")
     env = node_env(p, sec) | {
         # the store URI (with its password) through the environment, not the command line
         "MLFLOW_BACKEND_STORE_URI": pg_uri(p, sec),
@@ -452,16 +457,25 @@ def _ray_start(p: Plan, h: Host, sec: dict[str, str], timeout: float) -> None:
         raise ClusterError(f"`ray start` on {h.name} failed ({proc.returncode}); see {logfile}")
 
 
-def alive_nodes(p: Plan, sec: dict[str, str] | None = None, timeout: float = 10) -> list[dict[str, Any]]:
-    """The cluster's alive nodes, from the dashboard's state API (authenticated with the token)."""
+def state_api(p: Plan, what: str, sec: dict[str, str] | None = None, timeout: float = 10,
+              **filters: str) -> list[dict[str, Any]]:
+    """Ray's state API on the head (`nodes`, `actors`, ...), authenticated with the cluster token."""
     import requests
 
     sec = sec or load_secrets(p)
-    r = requests.get(f"{p.dashboard_url}/api/v0/nodes", params={"limit": 100, "detail": "true"},
+    query: dict[str, Any] = {"limit": 1000, "detail": "true"}
+    if filters:
+        query |= {"filter_keys": list(filters), "filter_predicates": ["="] * len(filters),
+                  "filter_values": list(filters.values())}
+    r = requests.get(f"{p.dashboard_url}/api/v0/{what}", params=query,
                      headers={"Authorization": f"Bearer {sec['ray_token']}"}, timeout=timeout)
     r.raise_for_status()
-    nodes = r.json()["data"]["result"]["result"]
-    return [n for n in nodes if n.get("state") == "ALIVE"]
+    return r.json()["data"]["result"]["result"]
+
+
+def alive_nodes(p: Plan, sec: dict[str, str] | None = None, timeout: float = 10) -> list[dict[str, Any]]:
+    """The cluster's alive nodes (dead ones stay listed in Ray's state API)."""
+    return [n for n in state_api(p, "nodes", sec, timeout) if n.get("state") == "ALIVE"]
 
 
 def _wait_nodes(p: Plan, sec: dict[str, str], timeout: float) -> list[dict[str, Any]]:
@@ -491,6 +505,9 @@ def up(params: Params, root: Path = REPO_ROOT) -> dict[str, Any]:
     started_fresh = not any(h.netns in netns_list() for h in p.hosts)
     t0 = time.perf_counter()
     try:
+        if not p.secrets_file.is_file() and (p.run_dir / "pg").exists():
+            log.warning("no secrets for the existing database in %s: starting a new one", p.run_dir / "pg")
+            shutil.rmtree(p.run_dir / "pg")
         sec = load_secrets(p, create=True)
         for d in (p.shared_dir / "ray_results", p.dvc_remote, p.run_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -522,6 +539,9 @@ def down(params: Params, root: Path = REPO_ROOT) -> list[str]:
         raise ClusterError("cluster-down needs root (it removes network namespaces): run it as root")
     removed = []
     existing = netns_list()
+    pids = {h.name: netns_pids(h.netns) for h in p.hosts if h.netns in existing}
+    # Clients first (Ray, MLflow), all hosts at once, so that PostgreSQL then stops fast and clean.
+    kill_pids([pid for ps in pids.values() for pid in ps if _proc_name(pid) != "postgres"], timeout=10)
     pg_data = p.run_dir / "pg" / "data"
     if p.head.netns in existing and (pg_data / "postmaster.pid").is_file():
         _run(["runuser", "-u", "postgres", "--", str(pg_bin() / "pg_ctl"), "-D", str(pg_data), "-m", "fast",
@@ -529,10 +549,9 @@ def down(params: Params, root: Path = REPO_ROOT) -> list[str]:
     for h in p.hosts:
         if h.netns not in existing:
             continue
-        pids = netns_pids(h.netns)
-        kill_pids(pids)
+        kill_pids(netns_pids(h.netns), timeout=5)
         _run(["ip", "netns", "del", h.netns], check=False)
-        removed.append(f"{h.netns} ({len(pids)} processes)")
+        removed.append(f"{h.netns} ({len(pids[h.name])} processes)")
     links = _run(["ip", "-o", "link", "show"], check=False).stdout
     for h in p.hosts:
         if f": {h.veth}@" in links or f": {h.veth}:" in links:

@@ -8,8 +8,10 @@ family's Predictor. Bad requests get 4xx JSON (`{"detail": ...}`), never a trace
 
 from __future__ import annotations
 
+import hmac
 import inspect
 import logging
+import os
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -51,6 +53,28 @@ def bind_internal_grpc_to_loopback() -> None:
 
     loopback.quartet_loopback = True  # type: ignore[attr-defined]
     replica.add_port_to_grpc_server = loopback
+
+
+API_KEY_ENV, API_KEY_FILE_ENV = "QUARTET_API_KEY", "QUARTET_API_KEY_FILE"
+
+
+def api_key_from_env() -> str | None:
+    """The served app's API key: QUARTET_API_KEY, or the file QUARTET_API_KEY_FILE names (a
+    mounted secret). Read where the ingress runs, so the key never travels in a Serve config."""
+    key = os.environ.get(API_KEY_ENV)
+    if not key and os.environ.get(API_KEY_FILE_ENV):
+        try:
+            key = Path(os.environ[API_KEY_FILE_ENV]).read_text().strip()
+        except OSError as e:
+            raise RuntimeError(f"{API_KEY_FILE_ENV}: cannot read the API key file: {e.strerror}") from None
+    return key or None
+
+
+def authorized(header: str | None, key: str) -> bool:
+    """`Authorization: Bearer <key>`, compared in constant time."""
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), key.encode())
 
 
 def _error(status: int, detail: Any) -> dict[str, Any]:
@@ -163,11 +187,14 @@ def build_app(
     max_batch_size: int = 16,
     batch_wait_timeout_s: float = 0.005,
     loopback_only: bool = True,
+    require_api_key: bool = False,
 ) -> Any:
     """The Serve application: ingress + one FamilyModels deployment per family.
 
     `loopback_only` (serving on 127.0.0.1) also keeps Serve's internal gRPC on loopback; leave it
-    off on a multi-node cluster, where replicas talk across machines."""
+    off on a multi-node cluster, where replicas talk across machines. `require_api_key` (any
+    address beyond loopback): every request needs `Authorization: Bearer <QUARTET_API_KEY>`,
+    else 401; the ingress refuses to start without a key."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -184,6 +211,19 @@ def build_app(
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
+    keys: dict[str, str | None] = {}
+
+    @app.middleware("http")
+    async def check_api_key(request: Request, call_next: Any) -> Any:
+        if require_api_key:
+            if "key" not in keys:
+                keys["key"] = api_key_from_env()
+            key = keys["key"]
+            if not key or not authorized(request.headers.get("authorization"), key):
+                return JSONResponse(status_code=401, content={"detail": "missing or wrong API key (Authorization: Bearer ...)"},
+                                    headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
@@ -199,6 +239,9 @@ def build_app(
         def __init__(self, handles: dict[str, Any]) -> None:
             if loopback_only:
                 bind_internal_grpc_to_loopback()
+            if require_api_key and not api_key_from_env():
+                raise RuntimeError(f"serving beyond loopback needs an API key: set {API_KEY_ENV} (or {API_KEY_FILE_ENV}) "
+                                   "where Ray runs")
             self.handles = handles
 
         async def call(self, family: str, route: str, body: Any) -> Any:

@@ -340,7 +340,7 @@ def serve_app(args: dict[str, Any] | None = None) -> Any:
     s = params.serve
     loopback = args.get("host", s.host) in ("127.0.0.1", "localhost", "::1")
     return build_app(serve_specs(), config.tracking_uri(params), s.replica_cpus, s.max_body_bytes, s.max_batch_size,
-                     s.batch_wait_timeout_s, loopback)
+                     s.batch_wait_timeout_s, loopback, require_api_key=not loopback)
 
 
 def served_champions(params: Params) -> dict[str, bool]:
@@ -360,13 +360,22 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option(help="Bind address (default params serve.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default params serve.port, 8000).")] = None,
     block: Annotated[bool, typer.Option(help="Keep serving until Ctrl-C.")] = True,
+    address: Annotated[str | None, typer.Option(
+        help="Deploy to this Ray cluster's dashboard (http://HEAD:8265) instead of a local Ray.")] = None,
     profile: ProfileOpt = None,
 ) -> None:
     """Serve every family's @champion models over HTTP (OpenAPI page at /docs)."""
-    from components.serve import start
-
     params = _params(profile)
+    if address:  # before Ray is imported: the client's token settings are read once
+        url = deploy_to_cluster(address, host, port or params.serve.port, profile)
+        typer.echo(f"serving on {url}  (docs: {url}/docs; requests need Authorization: Bearer $QUARTET_API_KEY)")
+        return
+    from components.serve import API_KEY_ENV, api_key_from_env, start
+
     host, port = host or params.serve.host, port or params.serve.port
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key_from_env():
+        raise ConfigError(f"serving on {host} (beyond loopback) needs an API key: export {API_KEY_ENV}=... "
+                          "(clients send Authorization: Bearer <key>)")
     champions = served_champions(params)
     if not any(champions.values()):
         raise ConfigError(
@@ -386,6 +395,39 @@ def serve_cmd(
                 time.sleep(3600)
         except KeyboardInterrupt:
             typer.echo("stopping")
+
+
+def deploy_to_cluster(address: str, host: str | None, port: int, profile: str | None,
+                      timeout_s: float = 300, root: Path = REPO_ROOT) -> str:
+    """`serve deploy` through the dashboard's REST API: the app of `quartet serve`, with this
+    checkout's code uploaded as its working_dir, HTTP on the head's address (one proxy, on the
+    head), replicas wherever the cluster has CPUs. The champions come from the cluster's MLflow
+    (the nodes' MLFLOW_TRACKING_URI); the API key from the nodes' QUARTET_API_KEY."""
+    from urllib.parse import urlparse
+
+    _client_auth(address, root)
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    host = host or urlparse(address).hostname or "0.0.0.0"
+    client = ServeSubmissionClient(address)
+    runtime_env = {"working_dir": str(root), "excludes": cluster.JOB_EXCLUDES,
+                   "env_vars": {"QUARTET_PROFILE": profile or "", "QUARTET_GIT_COMMIT": track.git_commit(root)}}
+    client._upload_working_dir_if_needed(runtime_env)  # local dir -> gcs:// package, in place (as job submit does)
+    app_config = {"name": "quartet", "route_prefix": "/", "import_path": "pipelines.cli:serve_app",
+                  "args": {"profile": profile, "host": host}, "runtime_env": runtime_env}
+    client.deploy_applications({"proxy_location": "HeadOnly", "http_options": {"host": host, "port": port},
+                                "applications": [app_config]})
+    end = time.monotonic() + timeout_s
+    status = "UNKNOWN"
+    while time.monotonic() < end:
+        apps = client.get_serve_details().get("applications", {})
+        status = apps.get("quartet", {}).get("status", "NOT_STARTED")
+        if status == "RUNNING":
+            return f"http://{host}:{port}"
+        if status == "DEPLOY_FAILED":
+            raise ConfigError(f"the Serve app failed to deploy on {address}: {apps['quartet'].get('message', '')[-1500:]}")
+        time.sleep(2)
+    raise TimeoutError(f"the Serve app on {address} was not RUNNING within {timeout_s:.0f} s (last status {status})")
 
 
 @app.command("ui")
@@ -630,7 +672,9 @@ def main() -> None:
     cluster.apply_env()
     logging.basicConfig(level=os.environ.get("QUARTET_LOG", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
