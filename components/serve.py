@@ -77,6 +77,42 @@ def authorized(header: str | None, key: str) -> bool:
     return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), key.encode())
 
 
+class BodyLimit:
+    """ASGI middleware: 413 once a request body passes `max_bytes`, counted while it streams in.
+
+    Why not read the body and measure it: a chunked body (no Content-Length) would be held whole
+    in memory first. Here a declared length over the limit is refused before reading, and a
+    streamed one is cut off at the chunk that crosses it.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from fastapi import HTTPException
+        from fastapi.responses import JSONResponse
+
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse(status_code=413, content={
+                "detail": f"request body of {int(length)} bytes exceeds {self.max_bytes}"})
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:  # FastAPI turns this into a 413 JSON response
+                    raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def _error(status: int, detail: Any) -> dict[str, Any]:
     return {"_error": status, "detail": detail}
 
@@ -224,16 +260,7 @@ def build_app(
                                     headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse(status_code=413, content={"detail": f"request body of {length} bytes exceeds {max_body_bytes}"})
-        if length is None and request.method == "POST":
-            body = await request.body()
-            if len(body) > max_body_bytes:
-                return JSONResponse(status_code=413, content={"detail": f"request body exceeds {max_body_bytes} bytes"})
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     class Ingress:
         def __init__(self, handles: dict[str, Any]) -> None:

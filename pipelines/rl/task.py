@@ -569,6 +569,8 @@ class Predictor:
         obs = torch.tensor([o for r in reqs for o in r.observations], dtype=torch.float32)
         with torch.no_grad():
             values = self.net.action_values(obs)
+        if not torch.isfinite(values).all():  # inputs far outside the training range overflow float32
+            raise RequestError("observations too large for this model: its action values overflow (not finite)")
         actions = models.greedy(values)
         out, start = [], 0
         for r in reqs:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from components import train
 from components.data import read_json
@@ -276,6 +276,17 @@ class TranslateRequest(BaseModel):
     beam_width: int = Field(1, ge=1, le=MAX_BEAM, description="1: greedy decoding; k > 1: beam search")
     n_best: int = Field(1, ge=1, le=MAX_BEAM, description="hypotheses returned per text (<= beam_width)")
     return_attention: bool = Field(False, description="return the alignment matrix (output steps x source tokens)")
+
+    @field_validator("texts")
+    @classmethod
+    def _valid_unicode(cls, texts: list[str]) -> list[str]:
+        # JSON lets a client send a lone surrogate ("\ud800"): not text, and the tokenizer chokes on it
+        for i, t in enumerate(texts):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"texts[{i}] is not valid Unicode (a lone surrogate)") from None
+        return texts
 
     @model_validator(mode="after")
     def _n_best(self) -> "TranslateRequest":

@@ -91,3 +91,56 @@ def test_every_listener_is_on_loopback(server) -> None:
     assert listeners, "found no listening sockets of the serve process tree"
     exposed = [(ip, name) for ip, name in listeners if ip not in LOOPBACK]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_chunked_body_is_cut_off_at_the_limit(server) -> None:
+    """No Content-Length: the body is counted as it streams in and refused past the limit."""
+    url, _ = server
+    sent = {"bytes": 0}
+
+    def chunks():
+        yield b'{"task": "synthetic", "series": [['
+        for _ in range(4000):  # ~8 MB if all of it were read
+            sent["bytes"] += 2000
+            yield b"0.12345678, " * 166 + b"0.1,"
+        yield b"0.1]], \"horizon\": 2}"
+
+    try:
+        r = requests.post(url + "/forecaster/predict", data=chunks(), headers={"content-type": "application/json"},
+                          timeout=60)
+    except requests.ConnectionError:  # the server may close the connection once it has answered
+        pytest.fail("the server dropped the connection instead of answering 413")
+    assert r.status_code == 413, r.text[:300]
+    assert "exceeds" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "needle"),
+    [
+        ("/generative/reconstruct", {"task": "fashion-mnist", "images": ["data:"]}, "data: url"),
+        ("/generative/reconstruct", {"task": "fashion-mnist", "images": ["data:image/png;base64"]}, "data: url"),
+        ("/translator/translate", '{"task": "en-es", "texts": ["ok", "\\ud800"]}', "unicode"),
+        ("/rl/act", {"task": "CartPole-v1", "observations": [[3.3e38, -3.3e38, 3.3e38, 3.3e38]]}, "not finite"),
+    ],
+)
+def test_inputs_a_fuzzer_found_get_422_not_500(server, route: str, body, needle: str) -> None:
+    url, _ = server
+    r = post(url + route, body)
+    assert r.status_code == 422, r.text[:500]
+    assert needle in json.dumps(r.json()["detail"]).lower()
+
+
+def test_png_with_a_corrupt_chunk_gets_422(server) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    url, _ = server
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(buf, format="PNG")
+    raw = bytearray(buf.getvalue())
+    raw[40:60] = b"\xff" * 20  # inside the second chunk (after the 33-byte signature + IHDR)
+    r = post(url + "/generative/reconstruct", {"task": "fashion-mnist", "images": [base64.b64encode(bytes(raw)).decode()]})
+    assert r.status_code == 422, r.text[:500]
+    assert "images[0]" in json.dumps(r.json()["detail"])
