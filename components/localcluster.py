@@ -228,11 +228,15 @@ def _state(pid: int) -> str:
 
 
 # ----------------------------------------------------------------------------- preflight
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise ClusterError(f"{what} needs root (it creates and removes network namespaces, a bridge and veth "
+                           f"pairs): run it as root, e.g. `sudo make {what}`")
+
+
 def preflight(p: Plan) -> None:
     """Root, iproute2, PostgreSQL, and a subnet nobody else uses: each missing piece names its fix."""
-    if os.geteuid() != 0:
-        raise ClusterError("cluster-up needs root (it creates network namespaces, a bridge and veth pairs): "
-                           "run it as root, e.g. `sudo make cluster-up`")
+    require_root("cluster-up")
     if not shutil.which("ip"):
         raise ClusterError("`ip` not found: install iproute2 (apt-get install iproute2)")
     pg_bin()
@@ -535,8 +539,7 @@ def down(params: Params, root: Path = REPO_ROOT) -> list[str]:
     """Stop every process in every host namespace (by pid), remove the namespaces, veths and the
     bridge. Idempotent; keeps the state dir (secrets, logs, shared storage, Postgres data)."""
     p = plan(params, root)
-    if os.geteuid() != 0:
-        raise ClusterError("cluster-down needs root (it removes network namespaces): run it as root")
+    require_root("cluster-down")
     removed = []
     existing = netns_list()
     pids = {h.name: netns_pids(h.netns) for h in p.hosts if h.netns in existing}

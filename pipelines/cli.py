@@ -604,6 +604,7 @@ def cluster_up_cmd(profile: ProfileOpt = None) -> None:
     """Start (or repair) head + worker hosts: PostgreSQL, mlflow server, Ray with token auth."""
     from components import localcluster
 
+    localcluster.require_root("cluster-up")
     s = localcluster.up(_params(profile))
     typer.echo(localcluster.format_status(s))
     typer.echo(f"up in {s['up_s']} s. Client settings: eval \"$(.venv/bin/quartet cluster env)\"")
@@ -614,6 +615,7 @@ def cluster_down_cmd(profile: ProfileOpt = None) -> None:
     """Stop every process of every host and remove the namespaces and the bridge (idempotent)."""
     from components import localcluster
 
+    localcluster.require_root("cluster-down")
     removed = localcluster.down(_params(profile))
     typer.echo("removed: " + (", ".join(removed) if removed else "nothing (the cluster was not up)"))
 
