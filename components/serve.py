@@ -99,18 +99,28 @@ class BodyLimit:
             response = JSONResponse(status_code=413, content={
                 "detail": f"request body of {int(length)} bytes exceeds {self.max_bytes}"})
             return await response(scope, receive, send)
-        seen = 0
+        seen, exceeded, answered = 0, False, False
 
         async def limited() -> dict:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:  # FastAPI turns this into a 413 JSON response
+                if seen > self.max_bytes:
+                    exceeded = True  # stop reading; whatever the app answers becomes our 413
                     raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes")
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded_send(message: dict) -> None:
+            nonlocal answered
+            if not exceeded:
+                return await send(message)
+            if message["type"] == "http.response.start" and not answered:
+                answered = True  # FastAPI reports a failed body read as 400: answer 413 instead
+                response = JSONResponse(status_code=413, content={"detail": f"request body exceeds {self.max_bytes} bytes"})
+                await response(scope, receive, send)
+
+        await self.app(scope, limited, guarded_send)
 
 
 def _error(status: int, detail: Any) -> dict[str, Any]:
