@@ -81,7 +81,7 @@ def data_cmd(
     force: Annotated[bool, typer.Option(help="Regenerate even if data/ exists.")] = False,
     push: Annotated[bool, typer.Option(help="Push data/ to the default DVC remote (cluster jobs pull it).")] = True,
 ) -> None:
-    """Materialise the raw datasets under data/ (run by `make data` when data/ is missing)."""
+    """Materialise data/ from its sources, check it against data.dvc, push it to the DVC remote."""
     md5 = make_data(REPO_ROOT, verify, force)
     typer.echo(f"data/ ok: {md5}")
     if push:

@@ -165,3 +165,24 @@ def test_a_version_scored_on_another_test_set_never_takes_the_alias(trained_repo
     finally:
         run([*QUARTET, "promote", "forecaster", "vic_elec", "1"], cwd=trained_repo, timeout=120)  # serving tests expect v1
         mlflow.set_tracking_uri(None)
+
+
+def test_adopted_cluster_tuning_reruns_train_onward_but_not_tune(trained_repo: Path) -> None:
+    """`quartet adopt-tuning` (after `quartet submit tune`): the cluster's best params become the
+    tune stage's recorded output, so `dvc repro` would retrain from them without tuning again."""
+    tuning = trained_repo / "tuning" / "forecaster" / "synthetic"
+    lock, best = (trained_repo / "dvc.lock").read_text(), (tuning / "best_params.yaml").read_text()
+    cluster_best = yaml.safe_load(best)
+    cluster_best["hparams"]["lr"] = 0.0123
+    (tuning / "best_params.cluster.yaml").write_text(yaml.safe_dump(cluster_best))
+    try:
+        run([*QUARTET, "adopt-tuning", "forecaster", "synthetic"], cwd=trained_repo, timeout=300)
+        assert yaml.safe_load((tuning / "best_params.yaml").read_text())["hparams"]["lr"] == 0.0123
+        status = json.loads(run([str(BIN / "dvc"), "status", "--json"], cwd=trained_repo, timeout=120).stdout)
+        assert "tune@forecaster-synthetic" not in status
+        assert "train@forecaster-synthetic" in status
+        assert not any(k.endswith("forecaster-vic_elec") for k in status)
+    finally:
+        (trained_repo / "dvc.lock").write_text(lock)
+        (tuning / "best_params.yaml").write_text(best)
+        (tuning / "best_params.cluster.yaml").unlink(missing_ok=True)
