@@ -55,13 +55,41 @@ class MlflowParams(_Strict):
 
 
 class ServeParams(_Strict):
+    """`quartet serve`: one Serve app per family plus the gateway (components/serve.py)."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
-    replica_cpus: float = Field(0.25, gt=0)
+    replica_cpus: float = Field(0.25, gt=0, description="Ray CPUs each replica reserves (a share: they mostly wait).")
+    num_replicas: dict[str, int] = Field(
+        default_factory=lambda: {"default": 1},
+        description="Replicas per family ('default' for the others); 1 each fits a 2-core machine.")
     max_body_bytes: int = Field(2_000_000, gt=0)
-    max_batch_size: int = Field(16, gt=0)
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    max_batch_size: int = Field(16, gt=0, description="Requests answered in one pass (1: no batching).")
+    max_ongoing_requests: int = Field(32, gt=0, description="Requests a replica holds at once (>= max_batch_size "
+                                      "so batches can form).")
+    max_queued_requests: int = Field(256, gt=0, description="Requests waiting for a replica; beyond it 503 "
+                                     "(bounded memory under overload).")
+    poll_s: float = Field(10, gt=0, description="How often replicas check the registry for a new @champion.")
+    health_timeout_s: float = Field(2, gt=0, description="How long /health waits for a family's answer.")
+    torch_threads: int = Field(1, gt=0, description="torch threads per replica (they share the machine's cores).")
+    cache_dir: str = Field(".serve-cache", description="Downloaded champions, by version (relative = under the "
+                           "repo): a restarted replica serves its version while MLflow is unreachable.")
     ready_timeout_s: float = Field(120, gt=0)
+
+    @field_validator("num_replicas")
+    @classmethod
+    def _positive_replicas(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n < 1}
+        if bad:
+            raise ValueError(f"replicas must be >= 1: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _batches_fit(self) -> "ServeParams":
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
+                             f"({self.max_batch_size}): a replica never holds enough requests to fill a batch")
+        return self
 
 
 class ClusterHostParams(_Strict):

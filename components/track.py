@@ -8,11 +8,14 @@ alias `@champion`, moved only when a new version beats the champion on the same 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,40 +199,86 @@ def champion(name: str) -> Any | None:
         return None
 
 
+@contextlib.contextmanager
+def promotion_lock(name: str, timeout_s: float = 120, stale_s: float = 600) -> Iterator[None]:
+    """Only one process at a time decides about `name`'s champion, on any MLflow backend.
+
+    Why a registered model as the lock: creating one is atomic in every MLflow store (a unique
+    name in the database) and needs no storage shared with the other writers. A holder that died
+    leaves the lock behind; one older than `stale_s` is broken."""
+    import random
+    import socket
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client, lock = MlflowClient(), f"{name}.promotion-lock"
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_registered_model(lock, description=f"held by {socket.gethostname()}:{os.getpid()} "
+                                           "while it moves @champion; removed when done")
+            break
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            with contextlib.suppress(MlflowException):
+                if time.time() * 1000 - client.get_registered_model(lock).creation_timestamp > stale_s * 1000:
+                    log.warning("breaking a stale promotion lock on %s", name)
+                    client.delete_registered_model(lock)
+                    continue
+            if time.monotonic() > end:
+                raise TimeoutError(f"another process has held the promotion lock of {name} for over {timeout_s:.0f} s "
+                                   f"(registered model {lock!r}; delete it if no register is running)") from None
+            time.sleep(0.1 + 0.2 * random.random())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model(lock)
+
+
 def register_and_promote(
     model_uri: str, name: str, metric: str, value: float, mode: str, test_set: str, tags: dict[str, str],
     promote_hint: str = "",
 ) -> Promotion:
     """Register a version; move @champion only if it beats the champion on the same metric of the
     same test set (`test_set` fingerprints the split and the task's shape). Otherwise the champion
-    stays, and the reason says so."""
+    stays, and the reason says so.
+
+    Atomic: the champion is read, compared and moved under `promotion_lock`, so of two concurrent
+    registers the worse can never overwrite the better. The version is registered with
+    `quartet.promoted=pending`; the alias moves first, then the tag says true/false, so `true`
+    always means the alias was moved to it."""
     import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    current = champion(name)
-    version_tags = {**tags, "quartet.metric": metric, "quartet.metric_value": repr(value), "quartet.test_set": test_set}
+    version_tags = {**tags, "quartet.metric": metric, "quartet.metric_value": repr(value), "quartet.test_set": test_set,
+                    "quartet.promoted": "pending"}
     mv = mlflow.register_model(model_uri, name, tags=version_tags)
-    prev_version = prev_value = None
-    if current is None:
-        promoted, reason = True, "no champion yet"
-    else:
-        prev_version = str(current.version)
-        prev_metric = current.tags.get("quartet.metric")
-        raw_prev = current.tags.get("quartet.metric_value")
-        prev_value = float(raw_prev) if raw_prev is not None else None
-        if prev_metric != metric or prev_value is None or current.tags.get("quartet.test_set") != test_set:
-            promoted = False
-            reason = (f"not comparable: champion v{prev_version} was scored on another test set or metric; "
-                      f"it stays{promote_hint}")
-        else:
-            promoted = value < prev_value if mode == "min" else value > prev_value
-            cmp = "beats" if promoted else "does not beat"
-            reason = f"{metric} {value:.6g} {cmp} champion v{prev_version} ({prev_value:.6g})"
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
-    client.set_model_version_tag(name, mv.version, "quartet.promoted", str(promoted).lower())
+    with promotion_lock(name):
+        promoted, reason, prev_version, prev_value = _decide(champion(name), metric, value, mode, test_set, promote_hint)
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, mv.version)
+        client.set_model_version_tag(name, mv.version, "quartet.promoted", str(promoted).lower())
     return Promotion(name, str(mv.version), metric, value, prev_version, prev_value, promoted, reason)
+
+
+def _decide(current: Any, metric: str, value: float, mode: str, test_set: str,
+            promote_hint: str) -> tuple[bool, str, str | None, float | None]:
+    """(promote?, why, champion version, champion value): pure, given the current champion."""
+    if current is None:
+        return True, "no champion yet", None, None
+    prev_version = str(current.version)
+    raw_prev = current.tags.get("quartet.metric_value")
+    prev_value = float(raw_prev) if raw_prev is not None else None
+    if current.tags.get("quartet.metric") != metric or prev_value is None or current.tags.get("quartet.test_set") != test_set:
+        return (False, f"not comparable: champion v{prev_version} was scored on another test set or metric; "
+                f"it stays{promote_hint}", prev_version, prev_value)
+    promoted = value < prev_value if mode == "min" else value > prev_value
+    cmp = "beats" if promoted else "does not beat"
+    return promoted, f"{metric} {value:.6g} {cmp} champion v{prev_version} ({prev_value:.6g})", prev_version, prev_value
 
 
 def promote(name: str, version: str) -> None:
@@ -238,31 +287,35 @@ def promote(name: str, version: str) -> None:
 
     client = MlflowClient()
     client.get_model_version(name, version)  # raises if it does not exist
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "quartet.promoted", "manual")
+    with promotion_lock(name):
+        client.set_registered_model_alias(name, CHAMPION, version)
+        client.set_model_version_tag(name, version, "quartet.promoted", "manual")
 
 
-def download_champion(name: str, dst: Path) -> tuple[Path, str, dict[str, Any]]:
-    """Download `models:/<name>@champion` -> (local model dir, version, version info for /models)."""
+def version_info(mv: Any) -> dict[str, Any]:
+    """What `/models` tells about a version: name, version, run, metric and the run's test metrics."""
     import mlflow
-    from mlflow import MlflowClient
 
-    mv = MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{CHAMPION}", dst_path=str(dst)))
-    model_dir = local / "artifacts" / "model_dir"
-    if not model_dir.is_dir():
-        candidates = [p.parent for p in local.rglob("config.json")]
-        if not candidates:
-            raise FileNotFoundError(f"models:/{name}@{CHAMPION} has no quartet model dir")
-        model_dir = candidates[0]
     run = mlflow.get_run(mv.run_id) if mv.run_id else None
-    test_metrics = {k: v for k, v in (run.data.metrics.items() if run else []) if k.startswith("test_")}
-    info = {
-        "name": name,
+    return {
+        "name": mv.name,
         "version": str(mv.version),
         "alias": CHAMPION,
         "run_id": mv.run_id,
         "metric": mv.tags.get("quartet.metric"),
-        "test_metrics": test_metrics,
+        "test_metrics": {k: v for k, v in (run.data.metrics.items() if run else []) if k.startswith("test_")},
     }
-    return model_dir, str(mv.version), info
+
+
+def download_version(name: str, version: str, dst: Path) -> Path:
+    """Download `models:/<name>/<version>` (by version: the alias may move meanwhile) -> its model dir."""
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst)))
+    model_dir = local / "artifacts" / "model_dir"
+    if not model_dir.is_dir():
+        candidates = [p.parent for p in local.rglob("config.json")]
+        if not candidates:
+            raise FileNotFoundError(f"models:/{name}/{version} has no quartet model dir")
+        model_dir = candidates[0]
+    return model_dir

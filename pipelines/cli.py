@@ -5,13 +5,16 @@ writes one small file that the next stage reads (the DVC outputs in dvc.yaml).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -322,6 +325,9 @@ for _name in STAGES:
 
 
 # ----------------------------------------------------------------------------- serve + ui
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def serve_specs() -> list[Any]:
     from components.serve import FamilyServeSpec
 
@@ -331,16 +337,36 @@ def serve_specs() -> list[Any]:
     ]
 
 
+def serve_settings(params: Params, host: str) -> Any:
+    """params.serve -> the plain settings every replica gets (beyond loopback: an API key)."""
+    from components.serve import ServeSettings
+
+    s = params.serve
+    loopback = host in LOOPBACK_HOSTS
+    return ServeSettings(
+        tracking_uri=config.tracking_uri(params), cache_dir=str(config.resolve(s.cache_dir)),
+        max_body_bytes=s.max_body_bytes, max_batch_size=s.max_batch_size, max_ongoing_requests=s.max_ongoing_requests,
+        max_queued_requests=s.max_queued_requests, replica_cpus=s.replica_cpus, num_replicas=dict(s.num_replicas),
+        poll_s=s.poll_s, health_timeout_s=s.health_timeout_s, torch_threads=s.torch_threads,
+        loopback_only=loopback, require_api_key=not loopback,
+    )
+
+
 def serve_app(args: dict[str, Any] | None = None) -> Any:
-    """Serve application builder (`serve run pipelines.cli:serve_app`, infra/serve/*.yaml)."""
-    from components.serve import build_app
+    """Serve application builder (`serve run pipelines.cli:serve_app`, infra/serve/*.yaml):
+    args `family: rl` builds that family's app (route prefix /rl), no family the gateway (/)."""
+    from components.serve import build_family_app, build_gateway_app
 
     args = args or {}
     params = _params(args.get("profile") or os.environ.get("QUARTET_PROFILE"))
-    s = params.serve
-    loopback = args.get("host", s.host) in ("127.0.0.1", "localhost", "::1")
-    return build_app(serve_specs(), config.tracking_uri(params), s.replica_cpus, s.max_body_bytes, s.max_batch_size,
-                     s.batch_wait_timeout_s, loopback, require_api_key=not loopback)
+    settings = serve_settings(params, args.get("host", params.serve.host))
+    specs = {s.family: s for s in serve_specs()}
+    family = args.get("family")
+    if family is None:
+        return build_gateway_app(list(specs.values()), settings)
+    if family not in specs:
+        raise ConfigError(f"serve_app: unknown family {family!r} (known: {', '.join(specs)})")
+    return build_family_app(specs[family], settings)
 
 
 def served_champions(params: Params) -> dict[str, bool]:
@@ -370,10 +396,10 @@ def serve_cmd(
         url = deploy_to_cluster(address, host, port or params.serve.port, profile)
         typer.echo(f"serving on {url}  (docs: {url}/docs; requests need Authorization: Bearer $QUARTET_API_KEY)")
         return
-    from components.serve import API_KEY_ENV, api_key_from_env, start
+    from components.serve import API_KEY_ENV, api_key_from_env, applications, start
 
     host, port = host or params.serve.host, port or params.serve.port
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key_from_env():
+    if host not in LOOPBACK_HOSTS and not api_key_from_env():
         raise ConfigError(f"serving on {host} (beyond loopback) needs an API key: export {API_KEY_ENV}=... "
                           "(clients send Authorization: Bearer <key>)")
     champions = served_champions(params)
@@ -383,10 +409,11 @@ def serve_cmd(
         )
     for name, found in champions.items():
         if not found:
-            log.warning("%s@champion not found: its task will answer 404", name)
-    with cluster.ray_session(params):
+            log.warning("%s@champion not found: its task will answer 503 until one is registered", name)
+
+    with stop_on_signals(), cluster.ray_session(params):
         with cluster.deadline(params.serve.ready_timeout_s, "serve start"):
-            start(serve_app({"profile": profile, "host": host}), host, port)
+            start(applications(serve_specs(), serve_settings(params, host)), host, port)
         typer.echo(f"serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
         if not block:
             return
@@ -395,6 +422,21 @@ def serve_cmd(
                 time.sleep(3600)
         except KeyboardInterrupt:
             typer.echo("stopping")
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM (`kill`, a container stop) ends the block like Ctrl-C does, so the `finally`s that
+    stop Serve and the Ray this process started run; the previous handler is restored after."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def deploy_to_cluster(address: str, host: str | None, port: int, profile: str | None,
@@ -413,21 +455,27 @@ def deploy_to_cluster(address: str, host: str | None, port: int, profile: str | 
     runtime_env = {"working_dir": str(root), "excludes": cluster.JOB_EXCLUDES,
                    "env_vars": {"QUARTET_PROFILE": profile or "", "QUARTET_GIT_COMMIT": track.git_commit(root)}}
     client._upload_working_dir_if_needed(runtime_env)  # local dir -> gcs:// package, in place (as job submit does)
-    app_config = {"name": "quartet", "route_prefix": "/", "import_path": "pipelines.cli:serve_app",
-                  "args": {"profile": profile, "host": host}, "runtime_env": runtime_env}
+    from components.serve import GATEWAY_APP, family_app_name
+
+    apps = [{"name": GATEWAY_APP, "route_prefix": "/", "import_path": "pipelines.cli:serve_app",
+             "args": {"profile": profile, "host": host}, "runtime_env": runtime_env}]
+    apps += [{"name": family_app_name(f), "route_prefix": f"/{f}", "import_path": "pipelines.cli:serve_app",
+              "args": {"profile": profile, "host": host, "family": f}, "runtime_env": runtime_env} for f in families()]
     client.deploy_applications({"proxy_location": "HeadOnly", "http_options": {"host": host, "port": port},
-                                "applications": [app_config]})
+                                "applications": apps})
     end = time.monotonic() + timeout_s
-    status = "UNKNOWN"
+    statuses: dict[str, str] = {}
     while time.monotonic() < end:
-        apps = client.get_serve_details().get("applications", {})
-        status = apps.get("quartet", {}).get("status", "NOT_STARTED")
-        if status == "RUNNING":
+        details = client.get_serve_details().get("applications", {})
+        statuses = {a["name"]: details.get(a["name"], {}).get("status", "NOT_STARTED") for a in apps}
+        failed = [n for n, st in statuses.items() if st == "DEPLOY_FAILED"]
+        if failed:
+            raise ConfigError(f"the Serve app {failed[0]} failed to deploy on {address}: "
+                              f"{details[failed[0]].get('message', '')[-1500:]}")
+        if set(statuses.values()) == {"RUNNING"}:
             return f"http://{host}:{port}"
-        if status == "DEPLOY_FAILED":
-            raise ConfigError(f"the Serve app failed to deploy on {address}: {apps['quartet'].get('message', '')[-1500:]}")
         time.sleep(2)
-    raise TimeoutError(f"the Serve app on {address} was not RUNNING within {timeout_s:.0f} s (last status {status})")
+    raise TimeoutError(f"the Serve apps on {address} were not RUNNING within {timeout_s:.0f} s (last: {statuses})")
 
 
 @app.command("ui")

@@ -89,12 +89,15 @@ def background(cmd: list[str], cwd: Path, log: Path, env: dict | None = None,
         try:
             yield proc
         finally:
-            os.killpg(proc.pid, stop)
+            with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
+                os.killpg(proc.pid, stop)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):  # what the leader left in its group
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def listening_addresses(proc: subprocess.Popen) -> list[tuple[str, str]]:

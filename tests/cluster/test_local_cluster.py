@@ -234,8 +234,13 @@ def test_submit_train_registers_and_serve_answers_from_the_cluster(cluster: dict
     # Replicas run on the worker hosts (the head has no CPUs); HTTP is on the head.
     details = requests.get(plan.dashboard_url + "/api/serve/applications/", timeout=10,
                            headers={"Authorization": f"Bearer {cluster['env']['RAY_AUTH_TOKEN']}"}).json()
-    replica_ips = {r["node_ip"] for d in details["applications"]["quartet"]["deployments"].values() for r in d["replicas"]}
+    apps = details["applications"]
+    assert set(apps) == {"quartet", "quartet-forecaster", "quartet-translator", "quartet-generative", "quartet-rl"}
+    replica_ips = {r["node_ip"] for app in apps.values() for d in app["deployments"].values() for r in d["replicas"]}
     assert replica_ips and replica_ips <= {h.ip for h in plan.workers}
+    # Only forecaster/synthetic has a champion on this cluster: the other tasks say so, the app is up.
+    health = requests.get(plan.serve_url + "/health", timeout=30, headers={"Authorization": f"Bearer {key}"}).json()
+    assert health["status"] == "degraded" and "synthetic" in health["families"]["forecaster"]["ready"]
 
 
 def test_down_leaves_nothing_behind(cluster: dict) -> None:

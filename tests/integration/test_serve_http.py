@@ -20,10 +20,15 @@ def test_health_models_and_docs(server) -> None:
     from pipelines import families
 
     expected = {f.name: sorted(f.tasks) for f in families().values()}
-    assert requests.get(url + "/health", timeout=10).json() == {"status": "ok", "served": expected}
+    health = requests.get(url + "/health", timeout=10).json()
+    assert health["status"] == "ok"
+    assert {f: h["ready"] for f, h in health["families"].items()} == expected
+    assert all(h["status"] == "ready" and not h["unavailable"] for h in health["families"].values())
     models = requests.get(url + "/models", timeout=10).json()["models"]
     assert {m["name"] for m in models} == {f"quartet-{f}-{t}" for f, tasks in expected.items() for t in tasks}
-    assert all(m["alias"] == "champion" and m["test_metrics"] for m in models)
+    assert all(m["alias"] == "champion" and m["test_metrics"] and m["replicas"] for m in models)
+    rl = [m for m in models if m["name"].startswith("quartet-rl-")]
+    assert all(len(m["replicas"]) == 2 for m in rl)  # tiny profile: two rl replicas, each reports its version
     assert requests.get(url + "/docs", timeout=10).status_code == 200
     spec = requests.get(url + "/openapi.json", timeout=10).json()
     routes = {f"/{f.name}/{r.name}" for f in families().values() for r in f.routes}
@@ -49,12 +54,23 @@ def test_forecasts_univariate_and_multivariate(server, trained_repo: Path) -> No
 def test_concurrent_requests_are_batched_and_answered(server) -> None:
     url, _ = server
     series = [[float(np.sin(i / 5 + k)) for i in range(50)] for k in range(32)]
+
+    def forecaster_batches() -> dict[int, int]:
+        sizes = requests.get(url + "/health", timeout=10).json()["families"]["forecaster"]["batch_sizes"]
+        return {int(k): v for k, v in sizes.items()}
+
     single = [post(url + "/forecaster/predict", {"task": "synthetic", "series": [s], "horizon": 5}) for s in series[:2]]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda s: post(url + "/forecaster/predict", {"task": "synthetic", "series": [s], "horizon": 5}), series))
+    before = forecaster_batches()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda s: post(url + "/forecaster/predict", {"task": "synthetic", "series": [s], "horizon": 5}),
+                                series * 4))
     assert all(a.status_code == 200 for a in answers)
     for one, batched in zip(single, answers):
         np.testing.assert_allclose(one.json()["forecast"], batched.json()["forecast"], rtol=1e-5)
+    after = forecaster_batches()
+    grown = {size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
+    assert max(grown) > 1, f"no batch of more than one request formed under 16 concurrent clients: {grown}"
+    assert sum(size * n for size, n in grown.items()) == len(answers)
 
 
 @pytest.mark.parametrize(
@@ -144,3 +160,29 @@ def test_png_with_a_corrupt_chunk_gets_422(server) -> None:
     r = post(url + "/generative/reconstruct", {"task": "fashion-mnist", "images": [base64.b64encode(bytes(raw)).decode()]})
     assert r.status_code == 422, r.text[:500]
     assert "images[0]" in json.dumps(r.json()["detail"])
+
+
+def test_property_based_fuzz_of_the_openapi_schema_gets_no_5xx(server) -> None:
+    """schemathesis draws valid and invalid bodies for every route of /openapi.json (half of the
+    valid ones name a served task, to reach the models): >= 2,000 cases, every answer 4xx/2xx JSON."""
+    from bench.serve import fuzz
+
+    url, _ = server
+    not_json: list[str] = []
+
+    def json_answer(response) -> None:
+        if response.status_code >= 400 and "detail" not in (response.json() if _is_json(response) else {}):
+            not_json.append(f"{response.status_code} {response.text[:200]}")
+
+    result = fuzz(url, cases_per_operation=210, seed=11, on_case=json_answer)
+    assert result["cases"] >= 2000, result["by_status"]
+    assert result["server_errors"] == 0, result["first_server_errors"]
+    assert not not_json, not_json[:5]
+
+
+def _is_json(response) -> bool:
+    try:
+        response.json()
+        return True
+    except ValueError:
+        return False
