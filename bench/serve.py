@@ -308,12 +308,14 @@ def floor_main(hops: int, port: int) -> None:
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     app = FastAPI()
 
-    @serve.deployment(max_ongoing_requests=64)
+    no_access_log = {"enable_access_log": False}  # as quartet's default (serve.access_log: false)
+
+    @serve.deployment(max_ongoing_requests=64, logging_config=no_access_log)
     class Noop:
         def __call__(self, body: dict) -> dict:
             return {"ok": True}
 
-    @serve.deployment(max_ongoing_requests=64)
+    @serve.deployment(max_ongoing_requests=64, logging_config=no_access_log)
     @serve.ingress(app)
     class Ingress:
         def __init__(self, inner: Any = None) -> None:
@@ -369,10 +371,14 @@ def encode(routes: list[str], wrap: str | None = None) -> dict[str, bytes]:
     return {k: json.dumps({"inputs": b[k]} if wrap else b[k]).encode() for k in routes}
 
 
+def bench_env() -> dict[str, str]:
+    return {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
 def run(repo: Path, seconds: float, n_seq: int, only: set[str], logs: Path) -> dict[str, Any]:
     py = sys.executable
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "PATH": f"{Path(py).parent}:{os.environ['PATH']}"}
+    env = bench_env()
     results: dict[str, Any] = {}
     if "floor" in only:
         for hops in (1, 2):
@@ -396,20 +402,132 @@ def run(repo: Path, seconds: float, n_seq: int, only: set[str], logs: Path) -> d
                                                                 wrap="inputs"))
                 results["mlflow"][f"rss_mb_{key}"] = tree_rss_mb(proc)
     if "quartet" in only:
-        profile = repo / "profiles" / "_bench_unbatched.yaml"
-        for label, extra in (("quartet", None), ("quartet-unbatched", "_bench_unbatched")):
-            port = free_port()
+        # The repo's params may be a test profile: each variant states its serve settings.
+        for label, settings in (("quartet", QUARTET_DEFAULTS), ("quartet-unbatched", {**QUARTET_DEFAULTS, "max_batch_size": 1})):
             print(label, flush=True)
-            if extra:
-                profile.write_text("serve: {max_batch_size: 1}\n")
-            try:
-                cmd = [py, "-m", "pipelines.cli", "serve", "--port", str(port), *(["--profile", extra] if extra else [])]
-                with server(cmd, repo, f"http://127.0.0.1:{port}/health", logs / f"{label}.log", env) as proc:
-                    results[label] = measure(port, encode(["rl_act", "rl_act_64", "forecaster_predict"]), seconds, n_seq)
-                    results[label]["rss_mb"] = tree_rss_mb(proc)
-            finally:
-                profile.unlink(missing_ok=True)
+            with quartet_server(repo, settings, logs / f"{label}.log", env) as (port, proc):
+                results[label] = measure(port, encode(["rl_act", "rl_act_64", "forecaster_predict"]), seconds, n_seq)
+                results[label]["rss_mb"] = tree_rss_mb(proc)
+                if label == "quartet":
+                    results[label]["isolation"] = isolation(port, n_seq)
+                    print(f"  isolation: {json.dumps(results[label]['isolation'])}", flush=True)
     return results
+
+
+def isolation(port: int, n: int) -> dict[str, Any]:
+    """`/rl/act` and `/health` p50, idle and while 4 clients keep the translator busy with
+    64-text beam searches (families must not block each other)."""
+    import requests
+
+    texts = ["In the beginning God created the heavens and the earth and the earth was without form"] * 64
+    heavy = json.dumps({"task": "en-es", "texts": texts, "beam_width": 16, "return_attention": True}).encode()
+    act = encode(["rl_act"])["rl_act"]
+
+    def health_p50() -> float:
+        lat = []
+        for _ in range(max(20, n // 10)):
+            t0 = time.perf_counter()
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=30)
+            lat.append((time.perf_counter() - t0) * 1000)
+        return round(statistics.median(lat), 2)
+
+    out = {"idle": {"rl_act_p50_ms": sequential(port, "/rl/act", act, n)["p50_ms"], "health_p50_ms": health_p50()}}
+    load = SteadyLoad(port, "/translator/translate", heavy, clients=4, total=10**9).start()
+    try:
+        load.wait_for(4, 120)
+        out["translator_busy"] = {"rl_act_p50_ms": sequential(port, "/rl/act", act, n)["p50_ms"],
+                                  "health_p50_ms": health_p50()}
+    finally:
+        load._stop.set()
+        load.wait(120)
+    out["translator_busy"]["translations_answered"] = load.done
+    return out
+
+
+# Every family named: profiles merge dicts, so {default: 1} alone would keep a test profile's rl: 2.
+QUARTET_DEFAULTS: dict[str, Any] = {
+    "num_replicas": {"default": 1, "forecaster": 1, "translator": 1, "generative": 1, "rl": 1},
+    "max_batch_size": 16, "poll_s": 10, "access_log": False}
+BENCH_PROFILE = "_bench_serve"
+
+
+@contextlib.contextmanager
+def quartet_server(repo: Path, settings: dict[str, Any], log: Path, env: dict[str, str],
+                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """`quartet serve` in `repo` with these `serve:` settings (a temporary profile file)."""
+    port = free_port()
+    profile = repo / "profiles" / f"{BENCH_PROFILE}.yaml"
+    profile.write_text(json.dumps({"serve": settings}) + "\n")  # JSON is YAML
+    try:
+        cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port), "--profile", BENCH_PROFILE]
+        with server(cmd, repo, f"http://127.0.0.1:{port}/health", log, {**env, **(extra_env or {})}) as proc:
+            wait_ready(port, 240)
+            yield port, proc
+    finally:
+        profile.unlink(missing_ok=True)
+
+
+def wait_ready(port: int, timeout: float) -> None:
+    """/health says every family is ready (the gateway answers before the family replicas do)."""
+    import requests
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(requests.RequestException, ValueError):
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json().get("status") == "ok":
+                return
+        time.sleep(1)
+    raise TimeoutError(f"quartet serve on port {port} not ready within {timeout} s")
+
+
+def faults(repo: Path, requests_n: int, fuzz_cases: int, logs: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The fault tests, longer: SIGKILL one of two rl replicas under load, a champion swap under
+    load, and the schema fuzz, against one `quartet serve` (two rl replicas, 2 s poll)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    out: dict[str, Any] = {}
+    settings = {**QUARTET_DEFAULTS, "num_replicas": {"default": 1, "rl": 2}, "poll_s": 2}
+    body = encode(["rl_act"])["rl_act"]
+    with quartet_server(repo, settings, logs / "quartet-faults.log", env) as (port, proc):
+        pids = serve_replica_pids(proc.pid, "quartet-rl", "rl")
+        load = SteadyLoad(port, "/rl/act", body, clients=4, total=requests_n).start()
+        load.wait_for(requests_n // 4, 300)
+        t0 = time.monotonic()
+        os.kill(pids[0], signal.SIGKILL)
+        load.wait(600)
+        out["replica_kill"] = {"requests": load.done, "failed": load.failed, "statuses": load.statuses,
+                               "clients": 4, "wall_s": round(time.monotonic() - t0, 1)}
+        print("replica kill:", json.dumps(out["replica_kill"]), flush=True)
+
+        mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+        client, name = MlflowClient(), "quartet-rl-CartPole-v1"
+        v1 = client.get_model_version_by_alias(name, "champion")
+        v2 = client.create_model_version(name, v1.source, run_id=v1.run_id, tags=v1.tags)
+        load = SteadyLoad(port, "/rl/act", body, clients=4, total=requests_n).start()
+        load.wait_for(requests_n // 4, 300)
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "pipelines.cli", "promote", "rl", "CartPole-v1", str(v2.version)],
+                       cwd=repo, check=True, timeout=120, capture_output=True)
+        load.wait(600)
+        versions = [json.loads(b)["model_version"] for b in load.bodies]
+        subprocess.run([sys.executable, "-m", "pipelines.cli", "promote", "rl", "CartPole-v1", str(v1.version)],
+                       cwd=repo, check=True, timeout=120, capture_output=True)
+        out["champion_swap"] = {"requests": load.done, "failed": load.failed, "statuses": load.statuses,
+                                "first_version": versions[0], "last_version": versions[-1],
+                                "wall_s": round(time.monotonic() - t0, 1)}
+        print("champion swap:", json.dumps(out["champion_swap"]), flush=True)
+        wait_ready(port, 120)
+        t0 = time.monotonic()
+        out["fuzz"] = fuzz(f"http://127.0.0.1:{port}", fuzz_cases, seed=1)
+        out["fuzz"]["wall_s"] = round(time.monotonic() - t0, 1)
+        print("fuzz:", out["fuzz"]["cases"], "cases,", out["fuzz"]["server_errors"], "5xx", flush=True)
+    return out
+
+
+def _deployment(process_title: str) -> str:
+    """'ray::ServeReplica:quartet-rl:rl' -> 'rl'."""
+    return process_title.rsplit(":", 1)[-1]
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -432,6 +550,17 @@ def summary(r: dict[str, Any]) -> str:
                           f"{q['sequential']['p50_ms'] / r['mlflow'][key]['sequential']['p50_ms']:.2f}x mlflow; "
                           f"32-client throughput {q['clients']['32']['req_s'] / r['mlflow'][key]['clients']['32']['req_s']:.2f}x "
                           f"mlflow, {q['clients']['32']['req_s'] / q['clients']['8']['req_s']:.2f}x its own 8-client figure")
+    with contextlib.suppress(KeyError):
+        iso = r["quartet"]["isolation"]
+        ratios.append(f"- families apart: /rl/act p50 {iso['idle']['rl_act_p50_ms']} ms idle, "
+                      f"{iso['translator_busy']['rl_act_p50_ms']} ms while the translator runs beam searches; "
+                      f"/health p50 {iso['idle']['health_p50_ms']} / {iso['translator_busy']['health_p50_ms']} ms")
+    with contextlib.suppress(KeyError):
+        rss = r["quartet"]["rss_mb"]
+        replicas = {k: v for k, v in rss.items() if "ServeReplica" in k}
+        ratios.append(f"- memory: {len(replicas)} replica processes {sum(replicas.values()):.0f} MB "
+                      f"({', '.join(f'{_deployment(k)} {v:.0f}' for k, v in sorted(replicas.items()))}); "
+                      f"whole tree {sum(rss.values()):.0f} MB")
     return "\n".join(rows + [""] + ratios)
 
 
@@ -444,7 +573,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repo", type=Path, default=REPO_ROOT)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--sequential", type=int, default=300)
-    ap.add_argument("--only", default="floor,mlflow,quartet")
+    ap.add_argument("--only", default="floor,mlflow,quartet", help="any of floor,mlflow,quartet,faults")
+    ap.add_argument("--requests", type=int, default=10_000, help="faults: requests per kill / swap run")
+    ap.add_argument("--fuzz-cases", type=int, default=1000, help="faults: fuzz cases per operation and mode")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.cmd == "floor":
@@ -455,7 +586,10 @@ def main(argv: list[str] | None = None) -> None:
     logs = repo / "bench-serve-logs"
     logs.mkdir(exist_ok=True)
     t0 = time.time()
-    results = run(repo, args.seconds, args.sequential, set(args.only.split(",")), logs)
+    only = set(args.only.split(","))
+    results = run(repo, args.seconds, args.sequential, only, logs)
+    if "faults" in only:
+        results["faults"] = faults(repo, args.requests, args.fuzz_cases, logs, bench_env())
     record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.node()} {os.cpu_count()} cpus",
               "command": "python -m bench.serve " + " ".join(argv if argv is not None else sys.argv[1:]),
               "seconds_per_point": args.seconds, "wall_s": round(time.time() - t0), "results": results}

@@ -79,6 +79,7 @@ class ServeSettings:
     poll_s: float = 10.0
     health_timeout_s: float = 2.0
     torch_threads: int = 1
+    access_log: bool = False
     loopback_only: bool = True
     require_api_key: bool = False
 
@@ -608,7 +609,8 @@ def _bound_here(owner: type, name: str) -> Any:
 def _deployment_options(settings: ServeSettings, replicas: int) -> dict[str, Any]:
     return {"num_replicas": replicas, "max_ongoing_requests": settings.max_ongoing_requests,
             "max_queued_requests": settings.max_queued_requests,
-            "ray_actor_options": {"num_cpus": settings.replica_cpus}}
+            "ray_actor_options": {"num_cpus": settings.replica_cpus},
+            "logging_config": {"enable_access_log": settings.access_log}}
 
 
 def build_family_app(spec: FamilyServeSpec, settings: ServeSettings) -> Any:

@@ -347,7 +347,7 @@ def serve_settings(params: Params, host: str) -> Any:
         tracking_uri=config.tracking_uri(params), cache_dir=str(config.resolve(s.cache_dir)),
         max_body_bytes=s.max_body_bytes, max_batch_size=s.max_batch_size, max_ongoing_requests=s.max_ongoing_requests,
         max_queued_requests=s.max_queued_requests, replica_cpus=s.replica_cpus, num_replicas=dict(s.num_replicas),
-        poll_s=s.poll_s, health_timeout_s=s.health_timeout_s, torch_threads=s.torch_threads,
+        poll_s=s.poll_s, health_timeout_s=s.health_timeout_s, torch_threads=s.torch_threads, access_log=s.access_log,
         loopback_only=loopback, require_api_key=not loopback,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import importlib
 import json
 import re
@@ -306,6 +307,21 @@ def cpu_fit_problems(spec: dict[str, Any], params: config.Params, where: str) ->
     return problems
 
 
+def serve_replicas(cfg: dict[str, Any]) -> list[tuple[str, float, Any]]:
+    """(deployment, CPUs per replica, replicas) of every app of a Serve config: the options
+    pipelines.cli.serve_app builds from the app's args (params.yaml `serve:` of its profile),
+    overridden by the config's entry for that deployment, as Serve applies them (an entry's
+    ray_actor_options replace the code's whole; a replica without num_cpus takes 1)."""
+    out = []
+    for app in cfg["applications"]:
+        built = built_deployment(app.get("args") or {})
+        entry = next((d for d in app.get("deployments", []) if d["name"] == built.name), {})
+        actor = entry.get("ray_actor_options", built.ray_actor_options or {})
+        out.append((built.name, float(actor.get("num_cpus", 1)),
+                    entry.get("num_replicas", built._deployment_config.num_replicas)))
+    return out
+
+
 def serve_fit_problems(doc: dict[str, Any]) -> list[str]:
     """The replicas of the RayService's Serve config fit the CPUs of its pods."""
     spec = cluster_spec(doc)
@@ -316,21 +332,129 @@ def serve_fit_problems(doc: dict[str, Any]) -> list[str]:
         pod_cpus.append(cpu)
         offered += cpu * g["replicas"]
     needed, problems = 0.0, []
-    for app in serve_config_v2(doc)["applications"]:
-        for d in app["deployments"]:
-            each = float(d.get("ray_actor_options", {}).get("num_cpus", 1))
-            needed += each * d.get("num_replicas", 1)
-            if each > max(pod_cpus):
-                problems.append(f"deployment {d['name']}: {each:g} CPUs per replica, pods have {max(pod_cpus):g}")
+    for name, each, replicas in serve_replicas(serve_config_v2(doc)):
+        if not isinstance(replicas, int):
+            problems.append(f"deployment {name}: num_replicas {replicas!r}: this check counts a fixed number only")
+            continue
+        needed += each * replicas
+        if each > max(pod_cpus):
+            problems.append(f"deployment {name}: {each:g} CPUs per replica, pods have {max(pod_cpus):g}")
     if needed > offered:
         problems.append(f"Serve replicas need {needed:g} CPUs, the RayService offers {offered:g}")
     return problems
 
 
+# ----------------------------------------------------------------------------- serve apps vs the code
+SERVE_IMPORT_PATH = "pipelines.cli:serve_app"
+SERVE_ARGS = {"profile", "host", "family"}  # what pipelines.cli.serve_app reads
+SERVE_KEY_ENV = ("QUARTET_API_KEY", "QUARTET_API_KEY_FILE")  # components.serve.api_key_from_env
+
+
+def serve_configs() -> list[tuple[str, dict[str, Any]]]:
+    return [("serve_config.yaml", yaml.safe_load(SERVE_CONFIG.read_text())),
+            ("rayservice.yaml", serve_config_v2(load_all(K8S_RAY["rayservice.yaml"])[0]))]
+
+
+@functools.cache
+def _built_deployment(profile: str | None, family: str | None) -> Any:
+    import pipelines.cli
+
+    # On loopback, so building needs no API key: the host changes no name and no option.
+    return pipelines.cli.serve_app({"profile": profile, "host": "127.0.0.1", "family": family})._bound_deployment
+
+
+def built_deployment(args: dict[str, Any]) -> Any:
+    """The (ingress) deployment pipelines.cli.serve_app builds from a Serve config's args."""
+    return _built_deployment(args.get("profile"), args.get("family"))
+
+
+@functools.cache
+def code_apps() -> dict[str, dict[str, Any]]:
+    """The apps `quartet serve` runs (components.serve.applications()): name -> route prefix,
+    the `family` arg serve_app builds it from (None: the gateway), its deployment's name."""
+    import pipelines
+    import pipelines.cli
+    from components.serve import GATEWAY_APP, applications, family_app_name
+
+    family_of = {GATEWAY_APP: None} | {family_app_name(f): f for f in pipelines.families()}
+    settings = pipelines.cli.serve_settings(config.load(REPO), "127.0.0.1")
+    return {name: {"route_prefix": prefix, "family": family_of.get(name, "?"), "deployment": app._bound_deployment.name}
+            for name, prefix, app in applications(pipelines.cli.serve_specs(), settings)}
+
+
+def serve_app_problems(cfg: dict[str, Any], where: str) -> list[str]:
+    """A Serve config's applications are the ones the code builds: the same names (the gateway
+    asks each family app by name), route prefixes, import path, the args serve_app reads with
+    the family the app is named after, and an entry for the one deployment each app builds
+    (Serve refuses an entry for a deployment the app lacks, only at deploy time)."""
+    want, problems = code_apps(), []
+    apps = {a["name"]: a for a in cfg["applications"]}
+    problems += [f"{where}: no application {n!r} (the code builds {sorted(want)})"
+                 for n in sorted(set(want) - set(apps))]
+    problems += [f"{where}: application {n!r} is not one the code builds ({sorted(want)})"
+                 for n in sorted(set(apps) - set(want))]
+    for name in sorted(set(apps) & set(want)):
+        app, w = apps[name], want[name]
+        args = app.get("args") or {}
+        if app.get("route_prefix") != w["route_prefix"]:
+            problems.append(f"{where}: {name}: route_prefix {app.get('route_prefix')!r}, "
+                            f"the code uses {w['route_prefix']!r}")
+        if app.get("import_path") != SERVE_IMPORT_PATH:
+            problems.append(f"{where}: {name}: import_path {app.get('import_path')!r}, expected {SERVE_IMPORT_PATH}")
+        if set(args) - SERVE_ARGS:
+            problems.append(f"{where}: {name}: args {sorted(set(args) - SERVE_ARGS)} are not read by serve_app")
+        if args.get("family") != w["family"]:
+            problems.append(f"{where}: {name}: args.family is {args.get('family')!r}, "
+                            f"the app is built from {w['family']!r}")
+        listed = [d["name"] for d in app.get("deployments", [])]
+        if listed != [w["deployment"]]:
+            problems.append(f"{where}: {name}: deployments {listed}, the app builds one: {w['deployment']!r}")
+    return problems
+
+
+def serve_batch_problems(cfg: dict[str, Any], where: str) -> list[str]:
+    """A family replica that holds fewer requests than serve.max_batch_size never fills a batch
+    (params.yaml refuses that; an override in a Serve config would slip past it)."""
+    problems = []
+    for app in cfg["applications"]:
+        args = app.get("args") or {}
+        if args.get("family") is None:
+            continue  # the gateway does not batch
+        built = built_deployment(args)
+        entry = next((d for d in app.get("deployments", []) if d["name"] == built.name), {})
+        ongoing = entry.get("max_ongoing_requests", built._deployment_config.max_ongoing_requests)
+        batch = config.load(REPO, args.get("profile")).serve.max_batch_size
+        if ongoing < batch:
+            problems.append(f"{where}: {built.name}: max_ongoing_requests {ongoing} < serve.max_batch_size {batch}")
+    return problems
+
+
+def serve_key_problems(cfg: dict[str, Any], node_env: dict[str, Any], mounts: list[str], where: str) -> list[str]:
+    """Beyond loopback every app (the gateway and each family) refuses to start without an API
+    key: each must find QUARTET_API_KEY or QUARTET_API_KEY_FILE in its runtime_env or on every
+    node, and a key file must lie under a path the nodes have (`mounts`)."""
+    problems = []
+    for app in cfg["applications"]:
+        env = {**node_env, **(app.get("runtime_env") or {}).get("env_vars", {})}
+        if not any(k in env for k in SERVE_KEY_ENV):
+            problems.append(f"{where}: {app['name']}: neither its runtime_env nor the nodes set "
+                            f"{' or '.join(SERVE_KEY_ENV)}")
+        key_file = env.get("QUARTET_API_KEY_FILE")
+        if "QUARTET_API_KEY" not in env and key_file and not any(covers(m, key_file) for m in mounts):
+            problems.append(f"{where}: {app['name']}: the key file {key_file} is under none of {mounts}")
+    return problems
+
+
+def launcher_env(cfg: dict[str, Any]) -> dict[str, str]:
+    """The environment the cluster launcher's docker run_options set on every node."""
+    return dict(re.findall(r"(?:--env[= ]|-e )(\w+)=(\S+)", " ".join(cfg["docker"]["run_options"])))
+
+
 # ----------------------------------------------------------------------------- serve, auth, shared dir
 def serve_config_problems(cfg: dict[str, Any], where: str) -> list[str]:
-    """Multi-node Serve: proxies on a non-loopback host, the app told so (args.host), and no API
-    key value in the config itself (only a file path; the key is read where the ingress runs)."""
+    """Multi-node Serve: proxies on a non-loopback host, every app told so (args.host), and no
+    API key value in the config itself (only a file path; the key is read where each app's
+    replicas run)."""
     problems = []
     host = cfg.get("http_options", {}).get("host")
     if host is None or host in LOOPBACK:
@@ -547,20 +671,82 @@ def test_params_keys_named_in_infra_exist() -> None:
     assert params_key_problems(text) == []
 
 
-def test_serve_configs_list_the_ingress_and_every_family_and_follow_serves_schema() -> None:
-    """Deployment names are the ones components/serve.py builds; a typo would be ignored by Serve
-    (the setting silently not applied), an invalid field refused only at deploy time."""
+def test_serve_configs_list_the_gateway_and_every_family_app_and_follow_serves_schema() -> None:
+    """The applications and deployment names are the ones components/serve.py builds: a renamed
+    family app would leave the gateway's /health asking for an app that is not there, and an
+    entry for a deployment the app lacks (or a field Serve does not know) is refused only at
+    deploy time."""
     import pipelines
     from ray.serve.schema import ServeDeploySchema
 
-    want = {"ingress"} | set(pipelines.families())
-    for where, cfg in (("serve_config.yaml", yaml.safe_load(SERVE_CONFIG.read_text())),
-                       ("rayservice.yaml", serve_config_v2(load_all(K8S_RAY["rayservice.yaml"])[0]))):
+    from components.serve import GATEWAY_APP, family_app_name
+
+    # What the checks compare with, from the code: the gateway at / and one app per family.
+    apps = code_apps()
+    assert {n: a["route_prefix"] for n, a in apps.items()} == {GATEWAY_APP: "/"} | {
+        family_app_name(f): f"/{f}" for f in pipelines.families()}
+    assert {a["family"]: a["deployment"] for a in apps.values()} == {None: "gateway"} | {
+        f: f for f in pipelines.families()}
+    for where, cfg in serve_configs():
         ServeDeploySchema.model_validate(cfg)
+        assert serve_app_problems(cfg, where) == []
+
+
+def test_serve_app_builds_each_configured_app_from_its_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serve calls pipelines.cli:serve_app(args) on the cluster: call it here with each app's
+    args (beyond loopback, so with a key, as the nodes have one) and compare the deployment it
+    builds with the one the config configures."""
+    import pipelines.cli
+
+    monkeypatch.setenv("QUARTET_API_KEY", "test-key")
+    for where, cfg in serve_configs():
         for app in cfg["applications"]:
-            assert app["import_path"] == "pipelines.cli:serve_app", where
-            assert set(app.get("args", {})) <= {"profile", "host"}, where  # what serve_app reads
-            assert {d["name"] for d in app["deployments"]} == want, where
+            built = pipelines.cli.serve_app(app.get("args"))._bound_deployment
+            assert [d["name"] for d in app["deployments"]] == [built.name], (where, app["name"])
+
+
+class FakeServeClient:
+    """ray.dashboard's ServeSubmissionClient as deploy_to_cluster uses it: keeps what it is sent."""
+
+    deployed: dict[str, Any] = {}
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def _upload_working_dir_if_needed(self, runtime_env: dict[str, Any]) -> None:
+        pass
+
+    def deploy_applications(self, cfg: dict[str, Any]) -> None:
+        FakeServeClient.deployed = copy.deepcopy(cfg)
+
+    def get_serve_details(self) -> dict[str, Any]:
+        return {"applications": {a["name"]: {"status": "RUNNING"} for a in self.deployed["applications"]}}
+
+
+def test_serve_configs_deploy_the_apps_of_quartet_serve_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`quartet serve --address ... --host 0.0.0.0 --profile cluster` (deploy_to_cluster) and
+    the config files deploy the same apps: names, route prefixes, import path, args."""
+    import pipelines.cli
+    from ray.dashboard.modules.serve import sdk
+
+    monkeypatch.setattr(sdk, "ServeSubmissionClient", FakeServeClient)
+    monkeypatch.setattr(FakeServeClient, "deployed", {})
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "test-token")  # the client's token: no local cluster is asked
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")         # (restored after the test)
+    pipelines.cli.deploy_to_cluster("http://127.0.0.1:8265", "0.0.0.0", 8000, "cluster", timeout_s=10)
+
+    def shape(cfg: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+        return {a["name"]: (a["route_prefix"], a["import_path"], a.get("args") or {}) for a in cfg["applications"]}
+
+    deployed = shape(FakeServeClient.deployed)
+    assert set(deployed) == set(code_apps())
+    for where, cfg in serve_configs():
+        assert shape(cfg) == deployed, where
+
+
+def test_serve_config_overrides_keep_batches_possible() -> None:
+    for where, cfg in serve_configs():
+        assert serve_batch_problems(cfg, where) == []
 
 
 def test_image_tag_is_the_same_everywhere() -> None:
@@ -600,7 +786,16 @@ def test_trials_and_train_runs_fit_a_worker_group() -> None:
 
 
 def test_serve_replicas_fit_the_rayservice_pods() -> None:
-    assert serve_fit_problems(load_all(K8S_RAY["rayservice.yaml"])[0]) == []
+    doc = load_all(K8S_RAY["rayservice.yaml"])[0]
+    assert serve_fit_problems(doc) == []
+    # The worker group's comment does the sum: it must be this config's.
+    replicas = serve_replicas(serve_config_v2(doc))
+    assert len(replicas) == len(code_apps())
+    m = re.search(r"# (\d+) replicas x ([\d.]+) CPU = ([\d.]+) CPUs", K8S_RAY["rayservice.yaml"].read_text())
+    assert m, "rayservice.yaml: the worker group's comment no longer sums the replicas"
+    assert int(m.group(1)) == sum(n for _, _, n in replicas)
+    assert {float(m.group(2))} == {cpus for _, cpus, _ in replicas}
+    assert float(m.group(3)) == sum(cpus * n for _, cpus, n in replicas)
 
 
 def test_head_offers_the_driver_resource() -> None:
@@ -618,18 +813,20 @@ def test_head_offers_the_driver_resource() -> None:
 
 
 def test_multi_node_serve_binds_beyond_loopback_with_an_api_key() -> None:
-    """On a cluster the proxy must be reachable from other nodes, and beyond loopback the app
-    refuses to start without QUARTET_API_KEY where the ingress runs."""
+    """On a cluster the proxy must be reachable from other nodes, and beyond loopback every app
+    (the gateway and each family) refuses to start without an API key where its replicas run."""
     cfg = yaml.safe_load(SERVE_CONFIG.read_text())
     assert serve_config_problems(cfg, "serve_config.yaml") == []
-    env = cfg["applications"][0].get("runtime_env", {}).get("env_vars", {})
-    launcher_opts = " ".join(yaml.safe_load(LAUNCHER.read_text())["docker"]["run_options"])
-    key_file = env.get("QUARTET_API_KEY_FILE") or re.search(r"QUARTET_API_KEY_FILE=(\S+)", launcher_opts).group(1)
-    assert key_file.startswith("/etc/quartet/secrets/"), key_file  # a file_mounts target of cluster.yaml
+    launcher = yaml.safe_load(LAUNCHER.read_text())
+    assert serve_key_problems(cfg, launcher_env(launcher), list(launcher["file_mounts"]), "serve_config.yaml") == []
+    assert serve_key_problems(cfg, {}, list(launcher["file_mounts"]), "serve_config.yaml") == []  # self-contained too
     doc = load_all(K8S_RAY["rayservice.yaml"])[0]
     assert serve_config_problems(serve_config_v2(doc), "rayservice.yaml") == []
     for name, c in ray_containers(doc):
         assert secret_ref(env_of(c).get("QUARTET_API_KEY")), f"rayservice.yaml: {name}: no QUARTET_API_KEY from a Secret"
+    on_every_pod = set.intersection(*(set(env_of(c)) for _, c in ray_containers(doc)))
+    node_env = dict.fromkeys(on_every_pod, "<from the Secret>")
+    assert serve_key_problems(serve_config_v2(doc), node_env, [], "rayservice.yaml") == []
 
 
 def test_token_auth_on_every_ray_container_from_a_secret() -> None:
@@ -756,6 +953,43 @@ def test_checks_catch_broken_images_gpus_and_sizes() -> None:
     spec["applications"][0]["deployments"][0]["num_replicas"] = 20
     doc["spec"]["serveConfigV2"] = yaml.safe_dump(spec)
     assert serve_fit_problems(doc)
+    doc = k8s_doc("rayservice.yaml")
+    cluster_spec(doc)["workerGroupSpecs"][0]["replicas"] = 1   # 3.5 CPUs of replicas, 2 offered
+    assert serve_fit_problems(doc)
+    spec = serve_config_v2(doc)
+    for app in spec["applications"]:
+        del app["deployments"]                                  # the code's options still count:
+    s = config.load(REPO, "cluster").serve                     # params.yaml serve:, 1 gateway
+    families = [app["args"].get("family") for app in spec["applications"]]
+    assert serve_replicas(spec) == [
+        (f or "gateway", s.replica_cpus, s.num_replicas.get(f, s.num_replicas.get("default", 1)) if f else 1)
+        for f in families]
+
+
+def test_checks_catch_serve_apps_that_differ_from_the_code() -> None:
+    def broken(edit: Any) -> dict[str, Any]:
+        cfg = json.loads(json.dumps(yaml.safe_load(SERVE_CONFIG.read_text())))  # unshares the YAML aliases
+        edit({a["name"]: a for a in cfg["applications"]}, cfg)
+        return cfg
+
+    assert serve_app_problems(broken(lambda apps, cfg: None), "x") == []
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet"]["deployments"][0].update(name="ingress")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"].update(route_prefix="/r")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"]["args"].update(family="translator")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet"]["args"].update(family="rl")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"]["args"].update(families=["rl"])), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"].update(import_path="pipelines.cli:app")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"].update(name="quartet-r")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: cfg["applications"].pop()), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"]["deployments"].append({"name": "rl2"})), "x")
+    assert serve_batch_problems(broken(lambda apps, cfg: apps["quartet-rl"]["deployments"][0].update(
+        max_ongoing_requests=config.load(REPO, "cluster").serve.max_batch_size - 1)), "x")
+    mounts = list(yaml.safe_load(LAUNCHER.read_text())["file_mounts"])
+    assert serve_key_problems(broken(lambda apps, cfg: apps["quartet-rl"].pop("runtime_env")), {}, mounts, "x")
+    assert not serve_key_problems(broken(lambda apps, cfg: apps["quartet-rl"].pop("runtime_env")),
+                                  {"QUARTET_API_KEY_FILE": "/etc/quartet/secrets/api-key"}, mounts, "x")
+    assert serve_key_problems(broken(lambda apps, cfg: apps["quartet-rl"]["runtime_env"]["env_vars"].update(
+        QUARTET_API_KEY_FILE="/home/me/api-key")), {}, mounts, "x")
 
 
 def test_checks_catch_loopback_serve_literal_tokens_and_missing_shared_dir() -> None:
