@@ -591,7 +591,9 @@ def main(argv: list[str] | None = None) -> None:
     if "faults" in only:
         results["faults"] = faults(repo, args.requests, args.fuzz_cases, logs, bench_env())
     record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.node()} {os.cpu_count()} cpus",
-              "command": "python -m bench.serve " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python -m bench.serve " + " ".join(argv if argv is not None else sys.argv[1:]).replace(
+                  str(args.repo), "DIR"),  # no machine paths in the results
+              "repo": "this checkout" if repo == REPO_ROOT else "DIR: a checkout after `make repro` (tiny profile)",
               "seconds_per_point": args.seconds, "wall_s": round(time.time() - t0), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")

@@ -440,7 +440,10 @@ class FamilyServer:
         for slot in self.slots.values():
             if not slot.ready:
                 log.warning("%s unavailable: %s", slot.name, slot.reason)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.family}-infer")
+        # OpenMP's thread count is per calling thread: set it on the worker too, or torch ops there
+        # start a pool sized to the machine that spin-waits between ops, next to the proxy.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.family}-infer",
+                                           initializer=torch.set_num_threads, initargs=(settings.torch_threads,))
         self.batcher = Batcher(self._run_batch, settings.max_batch_size, self.executor)
         self.replica_id = self._replica_id()
         self._stop = threading.Event()
