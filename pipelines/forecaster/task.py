@@ -160,7 +160,9 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
 
 
 # ----------------------------------------------------------------------------- serving
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Finite and within float32 (the models' dtype): a larger value would become inf in the cast.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
 
 class ForecastRequest(BaseModel):
@@ -247,6 +249,8 @@ class Predictor:
                     n = len(reqs[i].series)
                     out[i] = y[start : start + n, : reqs[i].horizon] * std + mean
                     start += n
+        if not all(np.isfinite(o).all() for o in out):  # inputs far outside the training range
+            raise RequestError("series values too large for this model: the forecast overflows (not finite)")
         return [
             ForecastResponse(task=r.task, model_version=self.model_version, forecast=o.astype(float).tolist())
             for r, o in zip(reqs, out)

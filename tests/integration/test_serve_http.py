@@ -83,6 +83,7 @@ def test_concurrent_requests_are_batched_and_answered(server) -> None:
         ({"task": "synthetic", "series": [], "horizon": 2}, 422, "at least 1"),
         ({"task": "synthetic", "horizon": 2}, 422, "missing"),
         ('{"task": "synthetic", "series": [[0.1, NaN, 0.3, 0.4]], "horizon": 2}', 422, "finite number"),
+        ({"task": "synthetic", "series": [[1e39] * 20], "horizon": 2}, 422, "less than or equal"),  # beyond float32
         ({"task": "elsewhere", "series": [[0.1] * 20], "horizon": 2}, 404, "served_tasks"),
         ("not json", 422, "json"),
     ],
