@@ -500,7 +500,7 @@ def faults(repo: Path, requests_n: int, fuzz_cases: int, logs: Path, env: dict[s
                                "clients": 4, "wall_s": round(time.monotonic() - t0, 1)}
         print("replica kill:", json.dumps(out["replica_kill"]), flush=True)
 
-        mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+        mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")  # this process only: it ends here
         client, name = MlflowClient(), "quartet-rl-CartPole-v1"
         v1 = client.get_model_version_by_alias(name, "champion")
         v2 = client.create_model_version(name, v1.source, run_id=v1.run_id, tags=v1.tags)

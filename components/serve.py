@@ -357,6 +357,7 @@ class TaskSlot:
     source: str = ""
     reason: str = ""  # why it is unavailable, or a note (served from cache, last swap failed)
     loaded_at: float = 0.0
+    rejected: str | None = None  # a version that failed to load: not retried until @champion moves again
 
     @property
     def ready(self) -> bool:
@@ -379,8 +380,8 @@ def load_slot(task: str, name: str, predictor_path: str, cache_dir: Path) -> Tas
         predictor = load_predictor(predictor_path, cached.model_dir, model_version=cached.version)
     except Exception as e:  # a broken model must not take the family down
         log.exception("%s v%s failed to load", name, cached.version)
-        return TaskSlot(task, name, version=cached.version, reason=f"v{cached.version} failed to load: "
-                        f"{type(e).__name__}: {str(e)[:200]}")
+        return TaskSlot(task, name, version=cached.version, rejected=cached.version,
+                        reason=f"v{cached.version} failed to load: {type(e).__name__}: {str(e)[:200]}")
     return TaskSlot(task, name, predictor, cached.version, cached.info, cached.source, cached.note, time.time())
 
 
@@ -548,6 +549,8 @@ class FamilyServer:
                 if slot.ready and not slot.reason:
                     self.slots[task] = TaskSlot(**{**slot.__dict__, "reason": f"{e}; serving v{slot.version}"})
                 continue
+            if str(mv.version) == slot.rejected:
+                continue  # it failed to load once; a broken model does not heal by retrying
             if str(mv.version) == slot.version and slot.ready:
                 if slot.reason:  # the registry is back
                     self.slots[task] = TaskSlot(**{**slot.__dict__, "reason": "", "source": "registry"})
@@ -558,7 +561,8 @@ class FamilyServer:
                 changed.append(f"{slot.name} v{slot.version} -> v{fresh.version}")
                 log.info("%s: now serving v%s", slot.name, fresh.version)
             else:  # the new champion does not load: keep the old one and say so
-                self.slots[task] = TaskSlot(**{**slot.__dict__, "reason": f"kept v{slot.version}: {fresh.reason}"})
+                self.slots[task] = TaskSlot(**{**slot.__dict__, "reason": f"kept v{slot.version}: {fresh.reason}",
+                                               "rejected": fresh.rejected})
         return changed
 
     def _poll(self) -> None:

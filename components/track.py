@@ -220,8 +220,9 @@ def promotion_lock(name: str, timeout_s: float = 120, stale_s: float = 600) -> I
                                            "while it moves @champion; removed when done")
             break
         except MlflowException as e:
-            if e.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
+            # Taken (RESOURCE_ALREADY_EXISTS), or the store was busy (sqlite: "database is
+            # locked"): either way, wait and try again until the deadline.
+            log.debug("promotion lock of %s: %s", name, e.error_code)
             with contextlib.suppress(MlflowException):
                 if time.time() * 1000 - client.get_registered_model(lock).creation_timestamp > stale_s * 1000:
                     log.warning("breaking a stale promotion lock on %s", name)

@@ -31,11 +31,23 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-def _mlflow(trained_repo: Path) -> object:
+@pytest.fixture(autouse=True)
+def _trained_store(trained_repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """MLflow pointed at the trained repo's store for each test, then reset: set_tracking_uri
+    exports MLFLOW_TRACKING_URI, which later tests' subprocesses would otherwise inherit. (A
+    client with its own tracking_uri is not enough: create_model_version resolves a `models:/`
+    source through the global one.)"""
     import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{trained_repo / 'mlruns' / 'mlflow.db'}")
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+def _mlflow(trained_repo: Path) -> object:
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{trained_repo / 'mlruns' / 'mlflow.db'}")
     return MlflowClient()
 
 

@@ -17,6 +17,17 @@ import pytest
 from components.serve import Batcher, NoChampion, RegistryUnreachable, champion_version, fetch_champion
 
 
+@pytest.fixture(autouse=True)
+def _own_tracking_uri(monkeypatch: pytest.MonkeyPatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: undo it, so later tests' subprocesses
+    do not find this test's store."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mlflow.set_tracking_uri(None)
+
+
 def _run(coro):
     return asyncio.run(coro)
 
