@@ -334,7 +334,6 @@ def fetch_champion(name: str, cache_dir: Path) -> CachedModel:
     if not (target / "model_dir").is_dir():
         tmp = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=home))
         try:
-            (tmp / "model_dir").parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(download_version(name, version, tmp / "download")), tmp / "model_dir")
             with contextlib.suppress(OSError):  # another replica of this node was faster: keep its copy
                 os.rename(tmp, target)
@@ -405,11 +404,13 @@ class ServeBoard:
 
 
 def board() -> Any:
-    """The board actor (created by whoever asks first; recreated if it died)."""
+    """The board actor, created by whoever asks first. Detached: an actor is owned by the
+    process that created it and dies with it, and that may be a replica Serve later kills.
+    Restarted if its own process dies (replicas post again on their next poll)."""
     import ray
 
     return ray.remote(num_cpus=0, max_restarts=-1)(ServeBoard).options(
-        name=BOARD_NAME, namespace=BOARD_NAMESPACE, get_if_exists=True).remote()
+        name=BOARD_NAME, namespace=BOARD_NAMESPACE, get_if_exists=True, lifetime="detached").remote()
 
 
 # ----------------------------------------------------------------------------- family app
@@ -670,8 +671,15 @@ class Gateway:
         return JSONResponse(status_code=503 if overall == "unavailable" else 200,
                             content={"status": overall, "families": families})
 
-    async def models(self) -> dict[str, Any]:
-        entries = await asyncio.wait_for(board().read.remote(3 * self.settings.poll_s + 10), self.settings.health_timeout_s)
+    async def models(self) -> Any:
+        from fastapi.responses import JSONResponse
+
+        try:
+            entries = await asyncio.wait_for(board().read.remote(3 * self.settings.poll_s + 10),
+                                             self.settings.health_timeout_s)
+        except Exception as e:  # the board restarting: a server-side condition, said as such
+            return JSONResponse(status_code=503, content={"detail": f"replica reports unavailable ({type(e).__name__}); "
+                                                                    "retry in a few seconds"})
         by_version: dict[tuple[str, str], dict[str, Any]] = {}
         unavailable: dict[str, str] = {}
         for e in sorted(entries, key=lambda e: e["replica"]):

@@ -146,8 +146,10 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(trained_repo: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """`quartet serve` over the trained repo's champions, on a free loopback port (one per session)."""
     port = free_port()
+    # Serve checks its proxy every 10 s by default; the proxy-kill test need not wait that long.
+    env = {"RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2"}
     with background([*QUARTET, "serve", "--port", str(port)], trained_repo, trained_repo / "serve.log",
-                    stop=signal.SIGINT) as proc:
+                    env=env, stop=signal.SIGINT) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/health", timeout=240)
         yield url, proc
