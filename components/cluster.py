@@ -103,8 +103,8 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- jobs
-JOB_EXCLUDES = [".git", ".venv", "data", "prepared", "models", "mlruns", "ray_results", ".dvc/cache", ".dvc/tmp",
-                ".dvc/config.local", ".cluster", "infra/mlflow/.env", "tuning", "registry", "*.log"]
+JOB_EXCLUDES = [".git", ".venv", "data", "prepared", "models", "mlruns", "ray_results", ".serve-cache", ".dvc/cache",
+                ".dvc/tmp", ".dvc/config.local", ".cluster", "infra/mlflow/.env", "tuning", "registry", "*.log"]
 
 
 def submit_job(
