@@ -414,10 +414,6 @@ def board() -> Any:
 
 
 # ----------------------------------------------------------------------------- family app
-def _error(status: int, detail: Any) -> tuple[int, Any]:
-    return status, detail
-
-
 class FamilyServer:
     """Serve replica of one family: its FastAPI ingress and all its tasks' champions."""
 
@@ -468,9 +464,9 @@ class FamilyServer:
         if slot is None:
             served = sorted(t for t, s in self.slots.items() if s.ready)
             aliases = sorted(a for a, t in self.task_maps.get(route, {}).items() if t in served)
-            return _error(404, {"message": f"unknown {self.family} task {task!r}", "served_tasks": sorted(served + aliases)})
+            return 404, {"message": f"unknown {self.family} task {task!r}", "served_tasks": sorted(served + aliases)}
         if not slot.ready:
-            return _error(503, {"message": f"{self.family} task {task!r} is unavailable", "reason": slot.reason})
+            return 503, {"message": f"{self.family} task {task!r} is unavailable", "reason": slot.reason}
         return slot
 
     async def answer(self, route: str, body: Any) -> Any:
@@ -539,7 +535,7 @@ class FamilyServer:
 
     # -- rollout
     def refresh(self) -> list[str]:
-        """Swap in any task whose `@champion` moved; returns what changed (also used by tests)."""
+        """Swap in any task whose `@champion` moved (the poller calls it); returns what changed."""
         changed = []
         for task, slot in list(self.slots.items()):
             try:
@@ -683,7 +679,7 @@ class Gateway:
         by_version: dict[tuple[str, str], dict[str, Any]] = {}
         unavailable: dict[str, str] = {}
         for e in sorted(entries, key=lambda e: e["replica"]):
-            for task, m in e["models"].items():
+            for m in e["models"].values():
                 row = by_version.setdefault((m["name"], m["version"]), {k: v for k, v in m.items() if k != "source"}
                                             | {"replicas": []})
                 row["replicas"].append({"id": e["replica"], "source": m["source"]})
