@@ -42,8 +42,8 @@ from components import config as cfg
 from components.config import REPO_ROOT
 from components.data import read_json, write_text_atomic
 from components.train import fit, loop_config, run_supervised
-from pipelines.forecaster import data as fdata
-from pipelines.forecaster import models, task
+from families.forecaster import data as fdata
+from families.forecaster import models, task
 
 log = logging.getLogger("bench.forecaster")
 

@@ -39,7 +39,7 @@ from torch import nn
 from components.config import REPO_ROOT
 from components.data import read_json, seeded_loader, set_seeds, write_json
 from components.train import loop_config
-from pipelines.generative import data, fid, models, task
+from families.generative import data, fid, models, task
 
 log = logging.getLogger("bench.generative")
 

@@ -40,7 +40,7 @@ from components import cluster
 from components.config import REPO_ROOT
 from components.data import write_json
 from components.train import loop_config
-from pipelines.rl import data, models, task
+from families.rl import data, models, task
 
 log = logging.getLogger("bench.rl")
 

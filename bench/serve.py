@@ -459,7 +459,7 @@ def quartet_server(repo: Path, settings: dict[str, Any], log: Path, env: dict[st
     profile = repo / "profiles" / f"{BENCH_PROFILE}.yaml"
     profile.write_text(json.dumps({"serve": settings}) + "\n")  # JSON is YAML
     try:
-        cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port), "--profile", BENCH_PROFILE]
+        cmd = [sys.executable, "-m", "quartet.cli", "serve", "--port", str(port), "--profile", BENCH_PROFILE]
         with server(cmd, repo, f"http://127.0.0.1:{port}/health", log, {**env, **(extra_env or {})}) as proc:
             wait_ready(port, 240)
             yield port, proc
@@ -507,11 +507,11 @@ def faults(repo: Path, requests_n: int, fuzz_cases: int, logs: Path, env: dict[s
         load = SteadyLoad(port, "/rl/act", body, clients=4, total=requests_n).start()
         load.wait_for(requests_n // 4, 300)
         t0 = time.monotonic()
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "promote", "rl", "CartPole-v1", str(v2.version)],
+        subprocess.run([sys.executable, "-m", "quartet.cli", "promote", "rl", "CartPole-v1", str(v2.version)],
                        cwd=repo, check=True, timeout=120, capture_output=True)
         load.wait(600)
         versions = [json.loads(b)["model_version"] for b in load.bodies]
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "promote", "rl", "CartPole-v1", str(v1.version)],
+        subprocess.run([sys.executable, "-m", "quartet.cli", "promote", "rl", "CartPole-v1", str(v1.version)],
                        cwd=repo, check=True, timeout=120, capture_output=True)
         out["champion_swap"] = {"requests": load.done, "failed": load.failed, "statuses": load.statuses,
                                 "first_version": versions[0], "last_version": versions[-1],

@@ -30,7 +30,7 @@ import torch
 from components.config import REPO_ROOT
 from components.data import write_json
 from components.train import loop_config
-from pipelines.translator import data, models, task
+from families.translator import data, models, task
 
 log = logging.getLogger("bench.translator")
 

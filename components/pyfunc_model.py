@@ -2,7 +2,7 @@
 
 `mlflow models serve -m models:/quartet-<family>-<task>@champion` loads this file; the model dir
 travels as the artifact `model_dir`, the code as `code_paths`, and `model_config["predictor"]`
-names the family's Predictor class ('pipelines.<family>.task:Predictor').
+names the family's Predictor class ('families.<family>.task:Predictor').
 Input: one request per row (the same JSON fields as the HTTP API); output: one response per row.
 """
 

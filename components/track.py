@@ -146,7 +146,7 @@ def log_pyfunc(model_dir: Path, predictor_path: str, input_example: dict[str, An
             name="model",
             python_model=str(PYFUNC_ENTRY),
             artifacts={"model_dir": str(model_dir)},
-            code_paths=[str(REPO_ROOT / "components"), str(REPO_ROOT / "pipelines")],
+            code_paths=[str(REPO_ROOT / "components"), str(REPO_ROOT / "families"), str(REPO_ROOT / "quartet")],
             input_example=input_example,
             model_config={"predictor": predictor_path},
             pip_requirements=_pip_requirements(),

@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 # Processes the tests start (dvc stages, Ray jobs) must find this venv's python first.
 os.environ["PATH"] = f"{BIN}:{os.environ['PATH']}"
 # `python -m` from a repo copy imports that copy's code (the console script would import this repo).
-QUARTET = [sys.executable, "-m", "pipelines.cli"]
+QUARTET = [sys.executable, "-m", "quartet.cli"]
 
 
 def free_port() -> int:
@@ -130,7 +130,7 @@ def ray_local() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repo copy on the tiny profile after one real `dvc repro` (shared by the serving tests)."""
-    from pipelines.cli import write_profile
+    from quartet.cli import write_profile
 
     root = copy_repo(tmp_path_factory.mktemp("trained") / "repo")
     write_profile("tiny", root / "params.yaml", root=root)

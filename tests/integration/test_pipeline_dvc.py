@@ -24,13 +24,13 @@ def mlflow_client(root: Path):
 
 
 def every_task() -> list[tuple[str, str]]:
-    from pipelines import families
+    from families import families
 
     return [(f.name, t) for f in families().values() for t in f.tasks]
 
 
 def test_repro_produces_every_stage_output(trained_repo: Path) -> None:
-    from pipelines import get
+    from families import get
 
     for family, t in every_task():
         assert (trained_repo / "tuning" / family / t / "best_params.yaml").is_file()
@@ -116,7 +116,7 @@ def test_mlflow_has_trials_under_a_sweep_and_epoch_curves(trained_repo: Path) ->
 
 
 def test_every_task_logs_a_sweep_a_curve_and_plots(trained_repo: Path) -> None:
-    from pipelines import get
+    from families import get
 
     client = mlflow_client(trained_repo)
     for family, t in every_task():

@@ -13,7 +13,7 @@ import pytest
 from components import config, track
 from components.train import fit, load_model_dir, loop_config
 from components.tune import run_sweep
-from pipelines.forecaster import data, models, task
+from families.forecaster import data, models, task
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

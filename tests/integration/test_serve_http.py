@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_health_models_and_docs(server) -> None:
     url, _ = server
-    from pipelines import families
+    from families import families
 
     expected = {f.name: sorted(f.tasks) for f in families().values()}
     health = requests.get(url + "/health", timeout=10).json()

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def quartet(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "quartet.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from components.data import DataError
-from pipelines.cli import dvc_dir_md5, make_data
-from pipelines.forecaster import data
-from pipelines.forecaster.data import VIC_FILE
+from quartet.cli import dvc_dir_md5, make_data
+from families.forecaster import data
+from families.forecaster.data import VIC_FILE
 from components import track
 
 REPO = Path(__file__).resolve().parents[2]

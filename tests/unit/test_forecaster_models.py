@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from components.config import ConfigError
-from pipelines.forecaster import models
+from families.forecaster import models
 
 INFO = {"features": ["value"], "horizon": 10, "seq_len": 50}
 

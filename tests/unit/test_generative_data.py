@@ -14,7 +14,7 @@ import pytest
 
 from components.config import ConfigError
 from components.data import DataError, read_json
-from pipelines.generative import data, fid
+from families.generative import data, fid
 
 TEST_COUNT = 300
 

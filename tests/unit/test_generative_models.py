@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from components.config import ConfigError
-from pipelines.generative import fid, models
+from families.generative import fid, models
 
 
 @pytest.mark.parametrize("name", [m for m in models.ZOO if m != "dcgan"])

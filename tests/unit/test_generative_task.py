@@ -15,7 +15,7 @@ from components.config import ConfigError
 from components.data import read_json
 from components.family import RequestError
 from components.train import loop_config
-from pipelines.generative import FAMILY, data, models, task
+from families.generative import FAMILY, data, models, task
 from tests.unit.test_generative_data import TINY_PREPARE, write_digits_idx
 
 GEN, AE = "fashion-mnist", "fashion-mnist-autoencoder"

@@ -37,7 +37,7 @@ K8S_RAY = {name: INFRA / "k8s" / name for name in ("raycluster.yaml", "rayjob-tu
 SHARED_STORAGE = INFRA / "k8s" / "shared-storage.yaml"
 SHARED_DIR = "/mnt/shared/quartet"  # QUARTET_SHARED_DIR on every node (profiles/cluster.yaml uses it)
 SECRET_NAME = "quartet-secrets"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")  # as pipelines.cli.serve_app decides "beyond loopback"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # as quartet.cli.serve_app decides "beyond loopback"
 
 
 # ----------------------------------------------------------------------------- reading the files
@@ -124,15 +124,15 @@ def text_snippets(path: Path, text: str | None = None) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- commands, paths, profiles
-COMMAND = re.compile(r"(?:^|[\s`(;&|]|\$\(|/)(?:quartet|python -m pipelines\.cli)\s+([\w][\w-]*(?:\s+[^\s&;|`)\"']+)*)")
+COMMAND = re.compile(r"(?:^|[\s`(;&|]|\$\(|/)(?:quartet|python -m quartet\.cli)\s+([\w][\w-]*(?:\s+[^\s&;|`)\"']+)*)")
 
 
 def cli_tree() -> Any:
     """The typer app as a command tree (typer 0.29 vendors click: groups are the commands that
     have `.commands`, so the walk below duck-types rather than importing click's classes)."""
-    import pipelines.cli
+    import quartet.cli
 
-    return typer.main.get_command(pipelines.cli.app)
+    return typer.main.get_command(quartet.cli.app)
 
 
 def is_group(cmd: Any) -> bool:
@@ -140,11 +140,11 @@ def is_group(cmd: Any) -> bool:
 
 
 def command_problems(snippets: list[str]) -> list[str]:
-    """Every `quartet X [Y]` / `python -m pipelines.cli X` names a command of the typer app (a
+    """Every `quartet X [Y]` / `python -m quartet.cli X` names a command of the typer app (a
     subcommand for groups), and its FAMILY / TASK arguments, when spelled out, exist."""
-    import pipelines
+    import families
 
-    root, fams, problems = cli_tree(), pipelines.families(), []
+    root, fams, problems = cli_tree(), families.families(), []
     for snippet in snippets:
         for m in COMMAND.finditer(snippet):
             words = m.group(1).split()
@@ -173,7 +173,7 @@ def command_problems(snippets: list[str]) -> list[str]:
 def import_path_problems(text: str) -> list[str]:
     """Every `package.module:attribute` of ours (a Serve import_path, an entry point) imports."""
     problems = []
-    for module, attr in re.findall(r"\b((?:pipelines|components)(?:\.\w+)*):([A-Za-z_]\w*)", text):
+    for module, attr in re.findall(r"\b((?:families|quartet|components)(?:\.\w+)*):([A-Za-z_]\w*)", text):
         try:
             if not hasattr(importlib.import_module(module), attr):
                 problems.append(f"{module}:{attr}: the module has no attribute {attr!r}")
@@ -309,7 +309,7 @@ def cpu_fit_problems(spec: dict[str, Any], params: config.Params, where: str) ->
 
 def serve_replicas(cfg: dict[str, Any]) -> list[tuple[str, float, Any]]:
     """(deployment, CPUs per replica, replicas) of every app of a Serve config: the options
-    pipelines.cli.serve_app builds from the app's args (params.yaml `serve:` of its profile),
+    quartet.cli.serve_app builds from the app's args (params.yaml `serve:` of its profile),
     overridden by the config's entry for that deployment, as Serve applies them (an entry's
     ray_actor_options replace the code's whole; a replica without num_cpus takes 1)."""
     out = []
@@ -345,8 +345,8 @@ def serve_fit_problems(doc: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- serve apps vs the code
-SERVE_IMPORT_PATH = "pipelines.cli:serve_app"
-SERVE_ARGS = {"profile", "host", "family"}  # what pipelines.cli.serve_app reads
+SERVE_IMPORT_PATH = "quartet.cli:serve_app"
+SERVE_ARGS = {"profile", "host", "family"}  # what quartet.cli.serve_app reads
 SERVE_KEY_ENV = ("QUARTET_API_KEY", "QUARTET_API_KEY_FILE")  # components.serve.api_key_from_env
 
 
@@ -357,14 +357,14 @@ def serve_configs() -> list[tuple[str, dict[str, Any]]]:
 
 @functools.cache
 def _built_deployment(profile: str | None, family: str | None) -> Any:
-    import pipelines.cli
+    import quartet.cli
 
     # On loopback, so building needs no API key: the host changes no name and no option.
-    return pipelines.cli.serve_app({"profile": profile, "host": "127.0.0.1", "family": family})._bound_deployment
+    return quartet.cli.serve_app({"profile": profile, "host": "127.0.0.1", "family": family})._bound_deployment
 
 
 def built_deployment(args: dict[str, Any]) -> Any:
-    """The (ingress) deployment pipelines.cli.serve_app builds from a Serve config's args."""
+    """The (ingress) deployment quartet.cli.serve_app builds from a Serve config's args."""
     return _built_deployment(args.get("profile"), args.get("family"))
 
 
@@ -372,14 +372,14 @@ def built_deployment(args: dict[str, Any]) -> Any:
 def code_apps() -> dict[str, dict[str, Any]]:
     """The apps `quartet serve` runs (components.serve.applications()): name -> route prefix,
     the `family` arg serve_app builds it from (None: the gateway), its deployment's name."""
-    import pipelines
-    import pipelines.cli
+    import families
+    import quartet.cli
     from components.serve import GATEWAY_APP, applications, family_app_name
 
-    family_of = {GATEWAY_APP: None} | {family_app_name(f): f for f in pipelines.families()}
-    settings = pipelines.cli.serve_settings(config.load(REPO), "127.0.0.1")
+    family_of = {GATEWAY_APP: None} | {family_app_name(f): f for f in families.families()}
+    settings = quartet.cli.serve_settings(config.load(REPO), "127.0.0.1")
     return {name: {"route_prefix": prefix, "family": family_of.get(name, "?"), "deployment": app._bound_deployment.name}
-            for name, prefix, app in applications(pipelines.cli.serve_specs(), settings)}
+            for name, prefix, app in applications(quartet.cli.serve_specs(), settings)}
 
 
 def serve_app_problems(cfg: dict[str, Any], where: str) -> list[str]:
@@ -650,9 +650,9 @@ def test_every_command_named_in_infra_exists_in_the_cli() -> None:
 
 
 def test_every_import_path_named_in_infra_is_importable() -> None:
-    """Serve's import_path (pipelines.cli:serve_app) is resolved on the cluster: resolve it here."""
+    """Serve's import_path (quartet.cli:serve_app) is resolved on the cluster: resolve it here."""
     text = "\n".join(p.read_text() for p in infra_files())
-    assert "pipelines.cli:serve_app" in text
+    assert "quartet.cli:serve_app" in text
     assert import_path_problems(text) == []
 
 
@@ -676,7 +676,7 @@ def test_serve_configs_list_the_gateway_and_every_family_app_and_follow_serves_s
     family app would leave the gateway's /health asking for an app that is not there, and an
     entry for a deployment the app lacks (or a field Serve does not know) is refused only at
     deploy time."""
-    import pipelines
+    import families
     from ray.serve.schema import ServeDeploySchema
 
     from components.serve import GATEWAY_APP, family_app_name
@@ -684,24 +684,24 @@ def test_serve_configs_list_the_gateway_and_every_family_app_and_follow_serves_s
     # What the checks compare with, from the code: the gateway at / and one app per family.
     apps = code_apps()
     assert {n: a["route_prefix"] for n, a in apps.items()} == {GATEWAY_APP: "/"} | {
-        family_app_name(f): f"/{f}" for f in pipelines.families()}
+        family_app_name(f): f"/{f}" for f in families.families()}
     assert {a["family"]: a["deployment"] for a in apps.values()} == {None: "gateway"} | {
-        f: f for f in pipelines.families()}
+        f: f for f in families.families()}
     for where, cfg in serve_configs():
         ServeDeploySchema.model_validate(cfg)
         assert serve_app_problems(cfg, where) == []
 
 
 def test_serve_app_builds_each_configured_app_from_its_args(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Serve calls pipelines.cli:serve_app(args) on the cluster: call it here with each app's
+    """Serve calls quartet.cli:serve_app(args) on the cluster: call it here with each app's
     args (beyond loopback, so with a key, as the nodes have one) and compare the deployment it
     builds with the one the config configures."""
-    import pipelines.cli
+    import quartet.cli
 
     monkeypatch.setenv("QUARTET_API_KEY", "test-key")
     for where, cfg in serve_configs():
         for app in cfg["applications"]:
-            built = pipelines.cli.serve_app(app.get("args"))._bound_deployment
+            built = quartet.cli.serve_app(app.get("args"))._bound_deployment
             assert [d["name"] for d in app["deployments"]] == [built.name], (where, app["name"])
 
 
@@ -726,14 +726,14 @@ class FakeServeClient:
 def test_serve_configs_deploy_the_apps_of_quartet_serve_address(monkeypatch: pytest.MonkeyPatch) -> None:
     """`quartet serve --address ... --host 0.0.0.0 --profile cluster` (deploy_to_cluster) and
     the config files deploy the same apps: names, route prefixes, import path, args."""
-    import pipelines.cli
+    import quartet.cli
     from ray.dashboard.modules.serve import sdk
 
     monkeypatch.setattr(sdk, "ServeSubmissionClient", FakeServeClient)
     monkeypatch.setattr(FakeServeClient, "deployed", {})
     monkeypatch.setenv("RAY_AUTH_TOKEN", "test-token")  # the client's token: no local cluster is asked
     monkeypatch.setenv("RAY_AUTH_MODE", "token")         # (restored after the test)
-    pipelines.cli.deploy_to_cluster("http://127.0.0.1:8265", "0.0.0.0", 8000, "cluster", timeout_s=10)
+    quartet.cli.deploy_to_cluster("http://127.0.0.1:8265", "0.0.0.0", 8000, "cluster", timeout_s=10)
 
     def shape(cfg: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
         return {a["name"]: (a["route_prefix"], a["import_path"], a.get("args") or {}) for a in cfg["applications"]}
@@ -872,9 +872,9 @@ def test_rayjob_runs_the_steps_of_quartet_submit_tune() -> None:
     prepare, tune, with the cluster profile."""
     doc = load_all(K8S_RAY["rayjob-tune.yaml"])[0]
     steps = [shlex.split(s) for s in doc["spec"]["entrypoint"].split("&&")]
-    assert [s[:4] for s in steps] == [["python", "-m", "pipelines.cli", "pull-data"],
-                                      ["python", "-m", "pipelines.cli", "prepare"],
-                                      ["python", "-m", "pipelines.cli", "tune"]]
+    assert [s[:4] for s in steps] == [["python", "-m", "quartet.cli", "pull-data"],
+                                      ["python", "-m", "quartet.cli", "prepare"],
+                                      ["python", "-m", "quartet.cli", "tune"]]
     assert steps[1][4:6] == steps[2][4:6]  # the same family and task
     head = containers(cluster_spec(doc)["headGroupSpec"])[0]
     for step in steps[1:]:
@@ -921,11 +921,11 @@ def k8s_doc(name: str) -> dict[str, Any]:
 
 
 def test_checks_catch_broken_commands_profiles_and_keys() -> None:
-    assert command_problems(["python -m pipelines.cli pull-dta"])
+    assert command_problems(["python -m quartet.cli pull-dta"])
     assert command_problems(["quartet submit tuen forecaster"])
-    assert command_problems(["python -m pipelines.cli prepare forecaster no_such_task"])
+    assert command_problems(["python -m quartet.cli prepare forecaster no_such_task"])
     assert not command_problems(["quartet submit tune forecaster synthetic --profile cluster"])
-    assert import_path_problems("import_path: pipelines.cli:serve_ap")
+    assert import_path_problems("import_path: quartet.cli:serve_ap")
     assert profile_problems("--profile cluster,gpux")
     assert profile_problems("- {name: QUARTET_PROFILE, value: clustr}")
     assert params_key_problems("see `serve.replica_cpu`")
@@ -978,7 +978,7 @@ def test_checks_catch_serve_apps_that_differ_from_the_code() -> None:
     assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"]["args"].update(family="translator")), "x")
     assert serve_app_problems(broken(lambda apps, cfg: apps["quartet"]["args"].update(family="rl")), "x")
     assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"]["args"].update(families=["rl"])), "x")
-    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"].update(import_path="pipelines.cli:app")), "x")
+    assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"].update(import_path="quartet.cli:app")), "x")
     assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"].update(name="quartet-r")), "x")
     assert serve_app_problems(broken(lambda apps, cfg: cfg["applications"].pop()), "x")
     assert serve_app_problems(broken(lambda apps, cfg: apps["quartet-rl"]["deployments"].append({"name": "rl2"})), "x")
@@ -1040,6 +1040,6 @@ def test_secret_check_accepts_placeholders(line: str) -> None:
 
 def test_dockerfile_check_catches_a_missing_copy_and_a_drifted_pin() -> None:
     text = DOCKERFILE.read_text()
-    assert dockerfile_problems(text.replace("COPY pipelines ./pipelines\n", ""))
+    assert dockerfile_problems(text.replace("COPY families ./families\n", ""))
     assert dockerfile_problems(text.replace(f"== '{pin('ray')}'", "== '2.59.0'"))
     assert dockerfile_problems(text.replace("pip install -r /tmp/requirements.txt", "pip install ray"))

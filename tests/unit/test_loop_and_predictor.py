@@ -11,7 +11,7 @@ import pytest
 from components.data import read_json
 from components.family import RequestError
 from components.train import epoch_lr, loop_config
-from pipelines.forecaster import data, models, task
+from families.forecaster import data, models, task
 
 EPOCHS = 3
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from components.config import ConfigError
-from pipelines.rl import models
+from families.rl import models
 
 INFO = {"obs_dim": 4, "n_actions": 2}
 

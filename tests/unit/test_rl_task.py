@@ -15,7 +15,7 @@ from components.config import ConfigError
 from components.data import DataError, read_json
 from components.family import RequestError
 from components.train import loop_config
-from pipelines.rl import FAMILY, data, models, task
+from families.rl import FAMILY, data, models, task
 
 TASK = "CartPole-v1"
 TINY_DQN = {"model": "dueling_dqn", "hidden": 16, "steps_per_epoch": 300, "learning_starts": 100, "train_freq": 4,

@@ -11,7 +11,7 @@ import pytest
 
 from components.config import ConfigError
 from components.data import DataError, read_json
-from pipelines.translator import data
+from families.translator import data
 
 OSIS_SAMPLE = """\
 Genesis 1:1: <w>In</w> <w>the</w> <w>beginning</w>, <w>God</w><w>created</w> <w>the</w> <w>heavens</w>.<milestone type="line"/>

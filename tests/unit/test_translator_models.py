@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from components.config import ConfigError
-from pipelines.translator import models
-from pipelines.translator.data import EOS, PAD
+from families.translator import models
+from families.translator.data import EOS, PAD
 
 INFO = {"src_vocab": 20, "tgt_vocab": 15, "max_src_len": 10, "max_tgt_len": 8}
 VARIANTS = {

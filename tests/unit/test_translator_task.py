@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from components.data import read_json
 from components.family import RequestError
 from components.train import loop_config
-from pipelines.translator import FAMILY, data, models, task
+from families.translator import FAMILY, data, models, task
 
 EPOCHS = 3
 HP = {"model": "attention", "emb_dim": 16, "hidden": 32, "batch_size": 32, "lr": 0.01}

@@ -1,11 +1,11 @@
-"""The RL family (book ch. 18): REINFORCE and the DQN family on gymnasium CartPole-v1 and LunarLander-v3."""
+"""The translator family (book ch. 16): dates -> ISO, and English -> Spanish Bible verses."""
 
 from components.family import Family, Route
-from pipelines.rl import data, models, task
+from families.translator import data, models, task
 
 FAMILY = Family(
-    name="rl",
-    tasks=data.TASKS,
+    name="translator",
+    tasks=("dates", "en-es"),
     ingest=data.ingest,
     prepare=data.prepare,
     validate_hparams=models.validate_hparams,
@@ -13,6 +13,6 @@ FAMILY = Family(
     evaluate=task.evaluate,
     predictor=task.Predictor,
     metrics=task.METRICS,
-    routes=(Route("act", task.ActRequest, task.ActResponse),),
+    routes=(Route("translate", task.TranslateRequest, task.TranslateResponse),),
     input_example=task.input_example,
 )

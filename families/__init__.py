@@ -7,11 +7,11 @@ from components.family import Family
 
 
 def families() -> dict[str, Family]:
-    # Imported lazily so that `import pipelines` stays cheap and side-effect free.
-    from pipelines.forecaster import FAMILY as forecaster
-    from pipelines.generative import FAMILY as generative
-    from pipelines.rl import FAMILY as rl
-    from pipelines.translator import FAMILY as translator
+    # Imported lazily so that `import families` stays cheap and side-effect free.
+    from families.forecaster import FAMILY as forecaster
+    from families.generative import FAMILY as generative
+    from families.rl import FAMILY as rl
+    from families.translator import FAMILY as translator
 
     return {f.name: f for f in (forecaster, translator, generative, rl)}
 

@@ -23,7 +23,7 @@ import yaml
 
 from components import cluster, config, data, track
 from components.config import REPO_ROOT, ConfigError, Params, layout
-from pipelines import families, get
+from families import families, get
 
 log = logging.getLogger("quartet")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -353,7 +353,7 @@ def serve_settings(params: Params, host: str) -> Any:
 
 
 def serve_app(args: dict[str, Any] | None = None) -> Any:
-    """Serve application builder (`serve run pipelines.cli:serve_app`, infra/serve/*.yaml):
+    """Serve application builder (`serve run quartet.cli:serve_app`, infra/serve/*.yaml):
     args `family: rl` builds that family's app (route prefix /rl), no family the gateway (/)."""
     from components.serve import build_family_app, build_gateway_app
 
@@ -457,9 +457,9 @@ def deploy_to_cluster(address: str, host: str | None, port: int, profile: str | 
     client._upload_working_dir_if_needed(runtime_env)  # local dir -> gcs:// package, in place (as job submit does)
     from components.serve import GATEWAY_APP, family_app_name
 
-    apps = [{"name": GATEWAY_APP, "route_prefix": "/", "import_path": "pipelines.cli:serve_app",
+    apps = [{"name": GATEWAY_APP, "route_prefix": "/", "import_path": "quartet.cli:serve_app",
              "args": {"profile": profile, "host": host}, "runtime_env": runtime_env}]
-    apps += [{"name": family_app_name(f), "route_prefix": f"/{f}", "import_path": "pipelines.cli:serve_app",
+    apps += [{"name": family_app_name(f), "route_prefix": f"/{f}", "import_path": "quartet.cli:serve_app",
               "args": {"profile": profile, "host": host, "family": f}, "runtime_env": runtime_env} for f in families()]
     client.deploy_applications({"proxy_location": "HeadOnly", "http_options": {"host": host, "port": port},
                                 "applications": apps})
@@ -543,8 +543,8 @@ def submit(
         _task_params(params, family, t)
     _client_auth(address, root)
     stages = ["prepare", "tune"] if verb == "tune" else ["prepare", "train", "evaluate", "register"]
-    steps = ["python -m pipelines.cli pull-data"]
-    steps += [f"python -m pipelines.cli {stage} {family} {t}" for t in tasks for stage in stages]
+    steps = ["python -m quartet.cli pull-data"]
+    steps += [f"python -m quartet.cli {stage} {family} {t}" for t in tasks for stage in stages]
     submission = f"quartet-{verb}-{family}-{uuid.uuid4().hex[:8]}"
     env = {k: cluster.RAY_ENV[k] for k in cluster.JOB_ENV} | {
         "QUARTET_PROFILE": profile, "QUARTET_GIT_COMMIT": track.git_commit(root),

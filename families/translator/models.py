@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from components.config import ConfigError, validate_model
-from pipelines.translator.data import BOS, EOS, PAD
+from families.translator.data import BOS, EOS, PAD
 
 ZOO = ("seq2seq", "attention", "transformer")
 

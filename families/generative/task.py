@@ -40,8 +40,8 @@ from components.train import (
     world,
     write_checkpoint_dir,
 )
-from pipelines.generative import fid, models
-from pipelines.generative.data import GENERATOR_TASK, load_split
+from families.generative import fid, models
+from families.generative.data import GENERATOR_TASK, load_split
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from components import train
 from components.data import read_json
 from components.family import Metric, RequestError
 from components.train import SupervisedSpec, run_supervised
-from pipelines.translator import models
-from pipelines.translator.data import BOS, EOS, PAD, Codec, load_split
+from families.translator import models
+from families.translator.data import BOS, EOS, PAD, Codec, load_split
 
 log = logging.getLogger(__name__)
 

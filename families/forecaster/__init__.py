@@ -1,7 +1,7 @@
 """The forecaster family (book ch. 15): time series -> the next `horizon` values."""
 
 from components.family import Family, Route
-from pipelines.forecaster import data, models, task
+from families.forecaster import data, models, task
 
 FAMILY = Family(
     name="forecaster",

@@ -6,7 +6,7 @@ with task "fashion-mnist" is answered by the autoencoder champion (Route.task_ma
 """
 
 from components.family import Family, Route
-from pipelines.generative import data, models, task
+from families.generative import data, models, task
 
 FAMILY = Family(
     name="generative",

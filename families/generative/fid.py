@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 # The extractor itself lives in data.py: `prepare` trains it (and the prepare stage depends on data.py).
-from pipelines.generative.data import (  # noqa: F401  (re-exported: fid.X is how callers name them)
+from families.generative.data import (  # noqa: F401  (re-exported: fid.X is how callers name them)
     CLASSIFIER_FILE, FEATURES, Classifier, ClassifierParams, as_tensor, batched, load_classifier, predict_classes,
 )
 

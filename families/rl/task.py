@@ -51,8 +51,8 @@ from components.train import (
     world,
     write_checkpoint_dir,
 )
-from pipelines.rl import models
-from pipelines.rl.data import TASKS, read_test_seeds, train_env_seeds
+from families.rl import models
+from families.rl.data import TASKS, read_test_seeds, train_env_seeds
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""The translator family (book ch. 16): dates -> ISO, and English -> Spanish Bible verses."""
+"""The RL family (book ch. 18): REINFORCE and the DQN family on gymnasium CartPole-v1 and LunarLander-v3."""
 
 from components.family import Family, Route
-from pipelines.translator import data, models, task
+from families.rl import data, models, task
 
 FAMILY = Family(
-    name="translator",
-    tasks=("dates", "en-es"),
+    name="rl",
+    tasks=data.TASKS,
     ingest=data.ingest,
     prepare=data.prepare,
     validate_hparams=models.validate_hparams,
@@ -13,6 +13,6 @@ FAMILY = Family(
     evaluate=task.evaluate,
     predictor=task.Predictor,
     metrics=task.METRICS,
-    routes=(Route("translate", task.TranslateRequest, task.TranslateResponse),),
+    routes=(Route("act", task.ActRequest, task.ActResponse),),
     input_example=task.input_example,
 )

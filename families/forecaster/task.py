@@ -20,8 +20,8 @@ from components import train
 from components.data import read_json
 from components.family import Metric, RequestError
 from components.train import SupervisedSpec, run_supervised
-from pipelines.forecaster import models
-from pipelines.forecaster.data import load_split
+from families.forecaster import models
+from families.forecaster.data import load_split
 
 log = logging.getLogger(__name__)
 
