@@ -3,9 +3,9 @@
 Why this exists: quartet claims that (a) its forecaster zoo reproduces Hands-On ML ch. 15 (ml2) on
 the book's own synthetic data, (b) the zoo beats honest baselines on a real series, and (c) running
 the loop under Ray Train costs almost nothing per epoch. Each section measures one claim with the
-library's own pieces (`data.prepare`, `models.build`, the `run_supervised` loop behind
-`task.train_loop`, `task.evaluate`, `train.fit`), so a regression in the library shows up here, and
-writes Markdown with the book's number beside the measured one.
+library's own pieces (`data.prepare`, `models.build`, the family's loop (`run_supervised`) through
+`quartet.api` / `components.train.train_plain`, `evaluate.evaluate`, `train.fit`), so a regression in
+the library shows up here, and writes Markdown with the book's number beside the measured one.
 
     python -m bench.forecaster [--quick] [--only synthetic|vic|overhead] [--out BENCHMARKS.md]
 
@@ -41,9 +41,13 @@ from components import cluster
 from components import config as cfg
 from components.config import REPO_ROOT
 from components.data import read_json, write_text_atomic
-from components.train import fit, loop_config, run_supervised
+from components.train import fit, run_supervised, train_plain
+from families.forecaster import FAMILY as FORECASTER
+from families.forecaster import baselines, models
 from families.forecaster import data as fdata
-from families.forecaster import models, task
+from families.forecaster import evaluate as fevaluate
+from families.forecaster import train as ftrain
+from quartet import api
 
 log = logging.getLogger("bench.forecaster")
 
@@ -249,26 +253,23 @@ class Trained:
         return statistics.median(h["epoch_time_s"] for h in self.history)
 
 
-def train_plain(
-    task_name: str, hparams: dict[str, Any], info: dict[str, Any], prepared_dir: Path, epochs: int,
-    settings: Settings, out_dir: Path, seed: int | None = None,
+def keras_loop(config: Any, session: Any) -> list[dict[str, float]]:
+    """The family's loop with `keras_build` swapped in for `models.build` (everything else the same)."""
+    return run_supervised(config, session, dataclasses.replace(ftrain.SPEC, build=keras_build))
+
+
+def train_run(
+    task_name: str, hparams: dict[str, Any], prepared_dir: Path, epochs: int, settings: Settings, out_dir: Path,
+    seed: int | None = None,
 ) -> Trained:
-    """The library loop with the plain launcher (the exact loop Ray Train runs); best weights -> out_dir."""
-    hp = models.validate_hparams(hparams)
-    config = loop_config(
-        FAMILY, task_name, hp, info, prepared_dir, epochs, settings.seed if seed is None else seed, "plain",
-        threads=settings.threads, out_dir=str(out_dir),
-    )
-    t0 = time.perf_counter()
-    if settings.init == "keras":
-        history = run_supervised(config, dataclasses.replace(task.spec(task_name), build=keras_build))
-    else:
-        history = task.train_loop(config)
-    wall = time.perf_counter() - t0
-    metric = task.METRICS[task_name].val
-    out = Trained(history, wall, metric)
+    """The library loop in this process (the exact loop Ray Train runs); best weights -> out_dir."""
+    config = api.loop_config(FORECASTER, task_name, hparams, prepared_dir, epochs,
+                             settings.seed if seed is None else seed, threads=settings.threads)
+    result = train_plain(keras_loop if settings.init == "keras" else FORECASTER.loop, config, out_dir)
+    metric = config.metric.val
+    out = Trained(result.history, result.wall_s, metric)
     log.info("%s %s seed %d: best %s %.6g (epoch %d), final %.6g, %.1f s (%.2f s/epoch train)", task_name,
-             hp["model"], config["seed"], metric, out.best, out.best_epoch, out.final, wall, out.epoch_s)
+             config.model, config.seed, metric, out.best, out.best_epoch, out.final, result.wall_s, out.epoch_s)
     return out
 
 
@@ -372,20 +373,20 @@ def run_book_row(
     std = float(info["std"][0])
     t0 = time.perf_counter()
     if row.kind == "naive":
-        mse = task.error_metrics(models.naive(x, row.horizon), y, std, "val")["val_mse"]
+        mse = ftrain.error_metrics(baselines.naive(x, row.horizon), y, std, "val")["val_mse"]
         return RowResult(row, [SeedRun(None, mse, None, mse)], time.perf_counter() - t0)
     runs = []
     for seed in settings.seeds:
         if row.kind == "iterated":
-            model, _ = task.load_model(model_dirs[("5", seed)])
+            model, _ = fevaluate.load_model(model_dirs[("5", seed)])
             with torch.no_grad():
                 pred = models.forecast_iterative(model, torch.from_numpy(x), row.horizon).numpy()
-            mse = task.error_metrics(pred, y, std, "val")["val_mse"]
+            mse = ftrain.error_metrics(pred, y, std, "val")["val_mse"]
             runs.append(SeedRun(seed, mse, None, mse))
         else:
             out_dir = work / f"row{row.row}_seed{seed}"
-            t = train_plain("synthetic", {"batch_size": 32, **(row.hparams or {})}, info, prepared,
-                            settings.synthetic_epochs, settings, out_dir, seed)
+            t = train_run("synthetic", {"batch_size": 32, **(row.hparams or {})}, prepared, settings.synthetic_epochs,
+                          settings, out_dir, seed)
             model_dirs[(row.row, seed)] = out_dir
             runs.append(SeedRun(seed, t.best, t.best_epoch, t.final, t.epoch_s))
     note = "row 5's best-val-epoch weights" if row.kind == "iterated" else ""
@@ -506,13 +507,13 @@ def sarima_inputs(
 
 
 def baseline_result(name: str, desc: str, pred: np.ndarray, y: np.ndarray, std: float) -> VicResult:
-    """MAE in data units over all horizons (task.error_metrics) and at horizon 1 (same math)."""
-    mae = task.error_metrics(pred, y, std, "test")["test_mae"]
+    """MAE in data units over all horizons (train.error_metrics) and at horizon 1 (same math)."""
+    mae = ftrain.error_metrics(pred, y, std, "test")["test_mae"]
     return VicResult(name, desc, mae, float(np.mean(np.abs(pred[:, 0] - y[:, 0])) * std))
 
 
 def mae_h1_from_plots(plots_dir: Path) -> float:
-    """task.evaluate writes the test MAE per horizon (data units) for `dvc plots`; read h = 1."""
+    """evaluate.evaluate writes the test MAE per horizon (data units) for `dvc plots`; read h = 1."""
     import csv
 
     with open(plots_dir / "test_mae_by_horizon.csv", newline="") as f:
@@ -530,23 +531,23 @@ def run_vic(settings: Settings, work: Path) -> tuple[list[VicResult], dict[str, 
     demand, idx = sarima_inputs(origins, x, y, info)
     actual = np.stack([demand[i : i + horizon] for i in idx])
     results = [
-        baseline_result("seasonal naive", f"period {period}", models.seasonal_naive(x, horizon, period), y, std),
-        baseline_result("naive", "last value", models.naive(x, horizon), y, std),
+        baseline_result("seasonal naive", f"period {period}", baselines.seasonal_naive(x, horizon, period), y, std),
+        baseline_result("naive", "last value", baselines.naive(x, horizon), y, std),
     ]
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels convergence/frequency warnings; the MAE tells the story
-        pred = models.sarima_forecasts(demand, idx, horizon)
+        pred = baselines.sarima_forecasts(demand, idx, horizon)
     err = np.abs(pred - actual)
     results.append(VicResult("SARIMA(1,0,0)(0,1,1,7)", "daily demand only; fit once before the first test origin",
                              float(err.mean()), float(err[:, 0].mean()), wall_s=time.perf_counter() - t0))
     for name in settings.vic_models:
         hp = VIC_MODELS[name]
         out_dir, plots = work / f"vic_{name}", work / f"vic_{name}_plots"
-        t = train_plain("vic_elec", hp, info, prepared, settings.vic_epochs, settings, out_dir)
-        metrics = task.evaluate(out_dir, prepared, plots, {})
+        t = train_run("vic_elec", hp, prepared, settings.vic_epochs, settings, out_dir)
+        metrics = api.evaluate(FORECASTER, out_dir, prepared, plots, {})
         if not np.isclose(metrics["test_mae_naive"], results[1].test_mae):
-            raise RuntimeError("task.evaluate's naive test MAE disagrees with the bench's")
+            raise RuntimeError("evaluate's naive test MAE disagrees with the bench's")
         desc = ", ".join(f"{k} {v}" for k, v in hp.items() if k != "model") + f", {settings.vic_epochs} epochs"
         results.append(VicResult(name, desc, metrics["test_mae"], mae_h1_from_plots(plots), t.best, t.final,
                                  t.best_epoch, t.wall_s))
@@ -560,8 +561,8 @@ def render_vic(results: list[VicResult], meta: dict[str, Any], settings: Setting
         "",
         f"Prepare (params.yaml): `{meta['prepare']}`; windows {meta['counts']}; test origins {meta['first']} .. "
         f"{meta['last']}. Inputs: demand, temperature, holiday, weekend (normalised on train). Metric: MAE over all "
-        f"14 horizons of every test window, in data units (daily sum of half-hourly MW). Nets: plain launcher, "
-        f"Adam, seed {settings.seed}, init {settings.init}; test MAE from `task.evaluate` "
+        f"14 horizons of every test window, in data units (daily sum of half-hourly MW). Nets: `PlainSession` (this process), "
+        f"Adam, seed {settings.seed}, init {settings.init}; test MAE from `evaluate.evaluate` "
         "(best-validation-epoch weights).",
         "",
         "| model | settings | test MAE, 14 days | vs seasonal naive | test MAE, day 1 | val MAE best (epoch) "
@@ -576,7 +577,7 @@ def render_vic(results: list[VicResult], meta: dict[str, Any], settings: Setting
         )
     lines += [
         "",
-        "SARIMA: `models.sarima_forecasts` on the raw daily demand from `data/forecaster/vic_elec.csv`; parameters "
+        "SARIMA: `baselines.sarima_forecasts` on the raw daily demand from `data/forecaster/vic_elec.csv`; parameters "
         "are fitted once on the history before the first test origin and kept fixed (the book refits daily, "
         "and scores 1-day forecasts only). Its error grows with the horizon (when this bench was written the fitted "
         "seasonal MA coefficient was about -1, so forecasts revert to a long-run weekly profile): compare the "
@@ -615,24 +616,22 @@ def run_overhead(settings: Settings, work: Path) -> OverheadResult:
     # Checkpoints go to the bench's temp dir, not the repo's ray_results/.
     ray_params = params.ray.model_copy(update={"storage_path": str(work / "ray_results")})
     params = params.model_copy(update={"ray": ray_params})
-    prepared, info = prepare_synthetic(10, work, settings.seed)
-    hp = models.validate_hparams(OVERHEAD_HPARAMS)
-    config = loop_config(FAMILY, "synthetic", hp, info, prepared, settings.overhead_epochs, settings.seed, "train",
-                         threads=settings.threads)
+    prepared, _ = prepare_synthetic(10, work, settings.seed)
+    config = api.loop_config(FORECASTER, "synthetic", OVERHEAD_HPARAMS, prepared, settings.overhead_epochs,
+                             settings.seed, threads=settings.threads)
     t0 = time.perf_counter()
     with cluster.ray_session(params):
         init_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        result = fit(task.train_loop, config, params, num_workers=1, cpus_per_worker=float(settings.threads),
+        result = fit(FORECASTER.loop, config, params, num_workers=1, cpus_per_worker=float(settings.threads),
                      max_failures=0, out_model_dir=work / "overhead_ray_model",
                      run_name=f"bench-overhead-{os.getpid()}")
         ray_wall = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    plain_history = task.train_loop({**config, "launcher": "plain"})
-    plain_wall = time.perf_counter() - t2
+    plain = train_plain(FORECASTER.loop, config)
+    plain_history, plain_wall = plain.history, plain.wall_s
     out = OverheadResult(
         settings.overhead_epochs, [h["epoch_time_s"] for h in result.history],
-        [h["epoch_time_s"] for h in plain_history], ray_wall, plain_wall, init_s, settings.threads, hp,
+        [h["epoch_time_s"] for h in plain_history], ray_wall, plain_wall, init_s, settings.threads, config.hparams,
     )
     if len(out.ray_epochs) != settings.overhead_epochs:
         raise RuntimeError(f"Ray history has {len(out.ray_epochs)} epochs, expected {settings.overhead_epochs}")
@@ -659,10 +658,10 @@ def render_overhead(o: OverheadResult) -> str:
         "",
         f"Model: {hp}; synthetic 10-step, 7,000 train series; {o.epochs} epochs each; torch threads {o.threads} "
         f"in both; Ray worker with {o.threads} CPU; Ray run first (`components.train.fit`, TorchTrainer, "
-        "num_workers=1, started via `components.cluster.ray_session`), then the plain launcher on the same "
+        "num_workers=1, started via `components.cluster.ray_session`), then a `PlainSession` on the same "
         "config. Epoch time = the loop's `epoch_time_s` (training pass only).",
         "",
-        "| launcher | median epoch s | epoch times s | wall s | wall − Σ epochs s |",
+        "| session | median epoch s | epoch times s | wall s | wall − Σ epochs s |",
         "|---|---|---|---|---|",
         f"| Ray Train (1 worker) | {statistics.median(o.ray_epochs):.3f} | {epoch_list(o.ray_epochs)} "
         f"| {o.ray_wall:.1f} | {ray_fixed:.1f} |",
@@ -797,9 +796,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before anything imports ray: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import time, and
-    # `loop_config` imports ray (for versions) long before `ray_session` would set it, after which
-    # Ray binds the eth0 address instead of 127.0.0.1. The CLI's main() does the same.
+    # Before anything imports ray or runs a tensor op: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at
+    # import time (set late, Ray binds the eth0 address instead of 127.0.0.1), and the kernel pins
+    # (components.session.KERNEL_PINS) must precede the first kernel. The CLI's main() does the same.
     cluster.apply_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)

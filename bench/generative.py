@@ -5,8 +5,8 @@ Fashion-MNIST (stacked 0.0132, conv 0.0121, sparse-KL 0.0099: target at or below
 generators are measured by FID on its own classifier's features beside real and noise anchors,
 (c) a pretrained convolutional encoder helps a classifier that sees only 500 labels, and (d) an
 autoencoder trained on nine classes flags the tenth. Each section uses the library's own pieces
-(`data.prepare`, `models.build`, `task.train_loop` = run_supervised / the DCGAN loop, `task.evaluate`)
-in the plain launcher, so a regression in the library shows up here.
+(`data.prepare`, `quartet.api.train_plain` = the family's loop: run_supervised / the DCGAN loop,
+`evaluate.evaluate`) in this process, so a regression in the library shows up here.
 
     python -m bench.generative [--quick] [--only ae|fid|pretrain|anomaly] [--threads N]
 
@@ -38,8 +38,9 @@ from torch import nn
 
 from components.config import REPO_ROOT
 from components.data import read_json, seeded_loader, set_seeds, write_json
-from components.train import loop_config
-from families.generative import data, fid, models, task
+from families.generative import classifier, data, evaluate, models
+from families.generative.train import image_dataset
+from quartet import api
 
 log = logging.getLogger("bench.generative")
 
@@ -125,13 +126,9 @@ def prepared_dirs(work: Path, s: Settings, generator: bool) -> dict[str, Path]:
 
 def train_model(prepared: Path, task_name: str, hp: dict[str, Any], epochs: int, out_dir: Path, s: Settings,
                 max_train: int | None = None) -> tuple[list[dict], float]:
-    hparams = models.validate_hparams(hp)
-    info = read_json(prepared / "info.json")
-    config = loop_config("generative", task_name, hparams, info, prepared, epochs, SEED, "plain",
-                         out_dir=str(out_dir), threads=s.threads, max_train_samples=max_train)
-    t0 = time.perf_counter()
-    history = task.train_loop(config)
-    return history, time.perf_counter() - t0
+    result = api.train_plain("generative", task_name, hp, prepared, epochs, seed=SEED, out_dir=out_dir,
+                             threads=s.threads, max_train_samples=max_train)
+    return result.history, result.wall_s
 
 
 # ----------------------------------------------------------------------------- section 1: autoencoders
@@ -141,7 +138,7 @@ def run_ae(s: Settings, dirs: dict[str, Path], work: Path) -> dict[str, Any]:
         epochs = s.epochs(row.epochs)
         out = work / "ae" / f"{i:02d}-{row.hparams['model']}"  # one dir a row: two rows may share a model
         history, wall = train_model(dirs["fashion-mnist-autoencoder"], "fashion-mnist-autoencoder", row.hparams, epochs, out, s)
-        metrics = task.evaluate(out, dirs["fashion-mnist-autoencoder"], work / "plots", {})
+        metrics = evaluate.evaluate(out, dirs["fashion-mnist-autoencoder"], work / "plots", {})
         r = {"label": row.label, "hparams": row.hparams, "epochs": epochs, "book": row.book, "target": row.target,
              "val_mse": metrics["val_mse"], "val_mse_last": history[-1]["val_mse"], "test_mse": metrics["test_mse"],
              "wall_s": wall, "epoch_s": float(np.median([h["epoch_time_s"] for h in history])),
@@ -180,20 +177,20 @@ def run_fid(s: Settings, dirs: dict[str, Path], work: Path) -> dict[str, Any]:
                              ("DCGAN", {"model": "dcgan", "batch_size": 32}, s.gan_epochs)):
         out = work / "fid" / name
         history, wall = train_model(prepared, "fashion-mnist", {**hp, "fid_samples": 1000}, epochs, out, s)
-        metrics = task.evaluate(out, prepared, work / "fid" / f"plots-{name}", {"fid_samples": s.fid_samples})
+        metrics = evaluate.evaluate(out, prepared, work / "fid" / f"plots-{name}", {"fid_samples": s.fid_samples})
         rows[name] = {"epochs": epochs, "wall_s": wall, **metrics}
-        log.info("%s: FID (%s) val %.2f test %.2f", name, fid.FEATURES, metrics["val_fid"], metrics["test_fid"])
+        log.info("%s: FID (%s) val %.2f test %.2f", name, classifier.FEATURES, metrics["val_fid"], metrics["test_fid"])
     return {"rows": rows, "classifier": info["fid_classifier"]}
 
 
 def render_fid(res: dict[str, Any], s: Settings) -> str:
     any_row = next(iter(res["rows"].values()))
     c = res["classifier"]
-    lines = [f"## 2. FID ({fid.FEATURES} features)", "",
+    lines = [f"## 2. FID ({classifier.FEATURES} features)", "",
              f"Feature extractor: quartet's own CNN trained in `prepare` ({int(c['train_images'])} images, "
              f"{c['epochs']} epochs), test accuracy {c['test_accuracy']:.4f}. FID on {int(any_row['fid_samples'])} "
              "images against the whole val split (and test split); lower is better.", "",
-             f"| images | epochs | FID vs val ({fid.FEATURES}) | FID vs test | class entropy (1 = uniform) | wall s |",
+             f"| images | epochs | FID vs val ({classifier.FEATURES}) | FID vs test | class entropy (1 = uniform) | wall s |",
              "|---|---|---|---|---|---|"]
     for name, r in res["rows"].items():
         lines.append(f"| {name} samples | {r['epochs']} | {r['val_fid']:.2f} | {r['test_fid']:.2f} | "
@@ -243,9 +240,9 @@ def run_pretrain(s: Settings, dirs: dict[str, Path], work: Path, conv_dir: Path 
     if conv_dir is None:
         conv_dir = work / "pretrain" / "conv"
         train_model(prepared, "fashion-mnist-autoencoder", {"model": "conv"}, s.epochs(10), conv_dir, s)
-    ae, _ = task.load_model(conv_dir)
-    x, y = task.image_dataset(prepared, "train", s.pretrain_labels).tensors
-    xt, yt = task.image_dataset(prepared, "test").tensors
+    ae, _ = evaluate.load_model(conv_dir)
+    x, y = image_dataset(prepared, "train", s.pretrain_labels).tensors
+    xt, yt = image_dataset(prepared, "test").tensors
     e_scratch, e_frozen, e_tune = (2, 2, 2) if s.quick else (20, 30, 20)
     set_seeds(SEED)
     scratch = ConvClassifier(models.Conv().encoder)
@@ -295,7 +292,7 @@ def run_anomaly(s: Settings, dirs: dict[str, Path], work: Path) -> dict[str, Any
     prepared = dirs["fashion-mnist-autoencoder"]
     x, y = data.load_split(prepared, "train")
     vx, vy = data.load_split(prepared, "val")
-    xt, yt = task.image_dataset(prepared, "test").tensors
+    xt, yt = image_dataset(prepared, "test").tensors
     rows = []
     for k in s.anomaly_classes:
         d = work / "anomaly" / str(k)
@@ -306,8 +303,8 @@ def run_anomaly(s: Settings, dirs: dict[str, Path], work: Path) -> dict[str, Any
             np.save(d / f"{split}_y.npy", ys[keep])
         write_json(d / "info.json", {**read_json(prepared / "info.json"), "held_out_class": k})
         history, wall = train_model(d, "fashion-mnist-autoencoder", {"model": "stacked"}, s.anomaly_epochs, d / "model", s)
-        model, _ = task.load_model(d / "model")
-        scores = task.reconstruction_mse(model, xt)
+        model, _ = evaluate.load_model(d / "model")
+        scores = evaluate.reconstruction_mse(model, xt)
         auc = float(roc_auc_score((yt == k).numpy(), scores))
         rows.append({"class": k, "name": data.CLASSES[k], "auc": auc, "wall_s": wall})
         log.info("anomaly: held-out %s AUC %.3f", data.CLASSES[k], auc)

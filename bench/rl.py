@@ -3,9 +3,9 @@
 Why this exists: the issue's targets are (a) the DQN family solves CartPole-v1 within 50,000
 environment steps on 3 of 3 seeds (a tuned Stable-Baselines3 DQN does; CleanRL's default takes
 ~500k) and (b) the best agent averages >= 200 over 100 LunarLander-v3 episodes (the book's
-REINFORCE reached 167). Each run is the library's own loop (`task.train_loop`, plain launcher,
-the loop Ray Train runs) followed by `task.evaluate` (100 greedy episodes on the prepared test
-seeds), so a regression in the family shows up here.
+REINFORCE reached 167). Each run is the library's own loop (`quartet.api`: the family's loop in
+this process, the loop Ray Train runs) followed by its evaluate stage (100 greedy episodes on the
+prepared test seeds), so a regression in the family shows up here.
 
 Two "steps to solve" are reported, because they answer different questions:
 - `steps_to_solve` (gymnasium's rule): env steps until the mean return of the last 100
@@ -39,8 +39,9 @@ import torch
 from components import cluster
 from components.config import REPO_ROOT
 from components.data import write_json
-from components.train import loop_config
-from families.rl import data, models, task
+from components.train import train_plain
+from families.rl import FAMILY, data
+from quartet import api
 
 log = logging.getLogger("bench.rl")
 
@@ -71,26 +72,25 @@ STEPS_PER_EPOCH = {"CartPole-v1": 5000, "LunarLander-v3": 10_000}
 
 def run_one(env_id: str, hparams: dict[str, Any], seed: int, max_steps: int, stop_when_solved: bool, threads: int,
             work: Path, val_episodes: int) -> dict[str, Any]:
-    """Train with the family's loop (plain launcher), then evaluate on the 100 test seeds."""
+    """Train with the family's loop in this process, then evaluate on the 100 test seeds."""
     raw, prepared, model_dir = work / "raw", work / f"prepared-{env_id}", work / f"model-{env_id}-{seed}"
     if not (raw / data.ENVS_FILE).exists():
         data.ingest(raw, 42)
-    info = data.prepare(env_id, {"val_episodes": val_episodes}, raw, prepared, 42)
+    data.prepare(env_id, {"val_episodes": val_episodes}, raw, prepared, 42)
     spe = STEPS_PER_EPOCH[env_id]
-    hp = models.validate_hparams({**hparams, "steps_per_epoch": spe, "stop_when_solved": stop_when_solved})
     epochs = max(1, max_steps // spe)
-    config = loop_config("rl", env_id, hp, info, prepared, epochs, seed, "plain", threads=threads, out_dir=str(model_dir))
-    t0 = time.perf_counter()
-    history = task.train_loop(config)
-    train_s = time.perf_counter() - t0
+    config = api.loop_config(FAMILY, env_id, {**hparams, "steps_per_epoch": spe, "stop_when_solved": stop_when_solved},
+                             prepared, epochs, seed, threads=threads)
+    result = train_plain(FAMILY.loop, config, model_dir)
+    history, train_s = result.history, result.wall_s
     t1 = time.perf_counter()
-    metrics = task.evaluate(model_dir, prepared, work / f"plots-{env_id}-{seed}", {"gif_max_frames": 2})
+    metrics = api.evaluate(FAMILY, model_dir, prepared, work / f"plots-{env_id}-{seed}", {"gif_max_frames": 2})
     return {
         "env": env_id, "agent": hparams["model"] + ("+per" if hparams.get("prioritized") else ""), "seed": seed,
         "steps_to_solve": history[-1]["steps_to_solve"], "steps_to_solve_greedy": history[-1]["steps_to_solve_greedy"],
         "env_steps": history[-1]["env_steps"], "best_val_return_mean": history[-1]["best_val_return_mean"],
         "test_return_mean": metrics["test_return_mean"], "test_return_std": metrics["test_return_std"],
-        "train_s": round(train_s, 1), "evaluate_s": round(time.perf_counter() - t1, 1), "hparams": hp,
+        "train_s": round(train_s, 1), "evaluate_s": round(time.perf_counter() - t1, 1), "hparams": config.hparams,
     }
 
 

@@ -4,8 +4,8 @@ Why this exists: the issue's targets are (a) >= 99.9 % whole-string exact match 
 dates with greedy decoding, with the training time on this 2-core machine, and (b) BLEU/chrF on the
 EN->ES test split for the plain encoder-decoder, + attention, and the Transformer, each decoded
 greedily and with beam search (k = 4). Each row uses the library's own pieces (`data.prepare`,
-`task.train_loop` = the shared `run_supervised` loop in the plain launcher, `task.evaluate`), so a
-regression in the library shows up here. No Ray is needed.
+the family's loop in a plain session through `quartet.api`, the evaluate stage), so a regression
+in the library shows up here. No Ray is needed.
 
     python -m bench.translator [--only dates|en-es] [--epochs-dates N] [--epochs-en-es N] [--quick]
 
@@ -29,8 +29,9 @@ import torch
 
 from components.config import REPO_ROOT
 from components.data import write_json
-from components.train import loop_config
-from families.translator import data, models, task
+from components.train import train_plain
+from families.translator import FAMILY, data
+from quartet import api
 
 log = logging.getLogger("bench.translator")
 
@@ -57,26 +58,22 @@ def raw_dir(tmp: Path) -> Path:
     return tmp / "raw"
 
 
-def run_row(task_name: str, hp: dict[str, Any], prepared: Path, info: dict, epochs: int, out: Path,
-            threads: int) -> dict[str, Any]:
-    hparams = models.validate_hparams(hp)
-    config = loop_config("translator", task_name, hparams, info, prepared, epochs, SEED, "plain", out_dir=str(out),
-                         threads=threads)
+def run_row(task_name: str, hp: dict[str, Any], prepared: Path, epochs: int, out: Path, threads: int) -> dict[str, Any]:
+    config = api.loop_config(FAMILY, task_name, hp, prepared, epochs, SEED, threads=threads)
+    result = train_plain(FAMILY.loop, config, out)
     t0 = time.perf_counter()
-    history = task.train_loop(config)
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics = task.evaluate(out, prepared, out.parent / f"{out.name}-plots", {"beam_width": 4})
+    metrics = api.evaluate(FAMILY, out, prepared, out.parent / f"{out.name}-plots", {"beam_width": 4})
     eval_s = time.perf_counter() - t0
-    best_epoch = max(range(len(history)), key=lambda i: history[i][task.METRICS[task_name].val])
-    return {"hparams": hparams, "epochs": epochs, "best_epoch": best_epoch + 1, "train_s": round(train_s, 1),
+    history = result.history
+    best_epoch = max(range(len(history)), key=lambda i: history[i][config.metric.val])
+    return {"hparams": config.hparams, "epochs": epochs, "best_epoch": best_epoch + 1, "train_s": round(result.wall_s, 1),
             "eval_s": round(eval_s, 1), "metrics": metrics}
 
 
 def bench_dates(tmp: Path, raw: Path, epochs: int, quick: bool, threads: int) -> dict[str, Any]:
     split = [1000, 300, 300] if quick else [10_000, 2_000, 2_000]
-    info = data.prepare("dates", {"split": split}, raw, tmp / "dates", SEED)
-    row = run_row("dates", DATES_HP, tmp / "dates", info, epochs, tmp / "dates-model", threads)
+    data.prepare("dates", {"split": split}, raw, tmp / "dates", SEED)
+    row = run_row("dates", DATES_HP, tmp / "dates", epochs, tmp / "dates-model", threads)
     row["target_test_exact_match"] = 0.999
     row["meets_target"] = row["metrics"]["test_exact_match"] >= 0.999
     return row
@@ -88,7 +85,7 @@ def bench_en_es(tmp: Path, raw: Path, epochs: int, quick: bool, threads: int) ->
     rows = {}
     for name, hp in EN_ES_ROWS.items():
         log.info("en-es: %s", name)
-        rows[name] = run_row("en-es", hp, tmp / "en-es", info, epochs, tmp / f"en-es-{hp['model']}", threads)
+        rows[name] = run_row("en-es", hp, tmp / "en-es", epochs, tmp / f"en-es-{hp['model']}", threads)
         log.info("%s: %s", name, rows[name]["metrics"])
     return {"counts": info["counts"], "prepare": params or "default", "rows": rows}
 

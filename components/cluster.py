@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import ConfigError, Params, REPO_ROOT
+from components.kernels import KERNEL_PINS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ JOB_ENV = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_USAGE_STATS_ENABLED", "RAY_
 
 
 def apply_env() -> None:
-    for key, value in RAY_ENV.items():
+    """Process-wide settings every entry point applies first: Ray's (loopback, no usage stats)
+    and the CPU kernel pins (components/session.py), which Ray's workers inherit."""
+    for key, value in {**RAY_ENV, **KERNEL_PINS}.items():
         os.environ.setdefault(key, value)
 
 
@@ -59,7 +62,7 @@ def ray_session(params: Params) -> Iterator[None]:
         yield
         return
     address = ray_address(params)
-    env_vars = {k: os.environ[k] for k in (*RAY_ENV, *PROPAGATED) if k in os.environ}
+    env_vars = {k: os.environ[k] for k in (*RAY_ENV, *KERNEL_PINS, *PROPAGATED) if k in os.environ}
     if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
         ray.init()  # inside `ray job submit`: the job's runtime env already carries our variables
     elif address:
@@ -84,6 +87,39 @@ def ray_session(params: Params) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def run_with_one_ray(params: Params, command: list[str], cwd: Path, timeout_s: float) -> int:
+    """Run `command` (e.g. `dvc repro`) with one local Ray that every Ray-using process it starts
+    attaches to (RAY_ADDRESS), instead of each stage starting and stopping its own (~5 s each,
+    40 stages). The Ray is this process's: on 127.0.0.1, sized from params, and shut down when
+    the command ends, fails or times out (its process group is killed on timeout). With
+    RAY_ADDRESS already set (a cluster), the command runs against that one."""
+    import subprocess
+
+    env = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        if not ray_address(params):
+            stack.enter_context(ray_session(params))
+            import ray
+
+            env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+            log.info("one local Ray for the whole run at %s", env["RAY_ADDRESS"])
+        proc = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{' '.join(command)} did not finish within {timeout_s:.0f} s") from None
+        finally:
+            if proc.poll() is None:  # timed out, or Ctrl-C / SIGTERM here: stop the whole group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
 
 
 @contextlib.contextmanager

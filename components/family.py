@@ -1,12 +1,20 @@
-"""The family protocol: what a model family (pipelines/<family>/) hands to the verbs.
+"""The family protocol: what a model family (families/<family>/) hands to the verbs.
 
 Why a dataclass and not a base class: a family is a bundle of plain functions (ingest, prepare,
-loop, evaluate) plus a Predictor class; the verbs in components/ call them and never import a
-family. `pipelines/__init__.py` maps names to these objects.
+loop, evaluate), its model zoo and a Predictor class; the verbs in components/ call them and
+never import a family. `families/__init__.py` maps names to these objects.
+
+Each model is declared once, as a `ModelSpec` in its family's zoo (timm's `register_model`,
+NeuralForecast's `default_config`): its name, its own hyperparameters (a pydantic model), its
+constructor and its default search space. `validate_hparams` is the one check every stage and
+every trial goes through.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,27 +22,42 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from components.config import ConfigError, validate_model
+
+log = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """A request the model cannot answer (wrong shape, too long, ...): served as HTTP 422."""
+
 
 class Predictor(Protocol):
-    """Loads one model dir; used by the MLflow pyfunc wrapper and by Ray Serve alike."""
+    """Loads one model dir; used by the MLflow pyfunc wrapper and by Ray Serve alike.
 
-    def __init__(self, model_dir: Path) -> None: ...
+    Besides `__init__`, a Predictor has one method per Route of its family, named by
+    `Route.method`, taking a list of that route's requests and returning their responses in
+    order (one pass over the whole list: that is how Serve batches)."""
 
-    def predict(self, request: BaseModel) -> BaseModel: ...
-
-    def predict_batch(self, requests: list[BaseModel]) -> list[BaseModel]: ...
+    def __init__(self, model_dir: Path, model_version: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
 class Route:
-    """One HTTP route of the served app: POST /<family>/<name>, body validated by `request`."""
+    """One HTTP route of the served app: POST /<family>/<name>, body validated by `request`,
+    answered by the Predictor method `method`, for the registered tasks in `tasks` (all the
+    family's when empty)."""
 
     name: str
     request: type[BaseModel]
     response: type[BaseModel]
+    method: str
+    tasks: tuple[str, ...] = ()
     # Request task -> the registered task that answers it on this route, e.g. generative
     # "reconstruct" for "fashion-mnist" is answered by the "fashion-mnist-autoencoder" champion.
     task_map: dict[str, str] = field(default_factory=dict)
+
+    def serves(self, task: str) -> bool:
+        return not self.tasks or task in self.tasks
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,28 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """One model of a family, declared once."""
+
+    name: str
+    hparams: type[BaseModel]  # this model's knobs (extra="forbid"); `model` is added by validation
+    build: Callable[[dict[str, Any], dict[str, Any]], Any]  # (validated hparams, data info) -> nn.Module
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)  # default search space (SpaceSpec dicts)
+    tasks: tuple[str, ...] = ()  # the tasks it can be trained for (all the family's when empty)
+    doc: str = ""
+
+
+def zoo(*specs: ModelSpec) -> dict[str, ModelSpec]:
+    """name -> spec, refusing a name declared twice."""
+    out: dict[str, ModelSpec] = {}
+    for s in specs:
+        if s.name in out:
+            raise ValueError(f"model {s.name!r} declared twice")
+        out[s.name] = s
+    return out
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     tasks: tuple[str, ...]
@@ -64,10 +109,9 @@ class Family:
     ingest: Callable[[Path, int], None]
     # prepare(task, prepare_params, raw_dir, out_dir, seed): writes splits + info.json into out_dir.
     prepare: Callable[[str, dict[str, Any], Path, Path, int], dict[str, Any]]
-    # validate_hparams(hparams) -> normalised hparams; raises ConfigError naming the key.
-    validate_hparams: Callable[[dict[str, Any]], dict[str, Any]]
-    # train_loop(config): the per-worker loop (Ray Train worker, Tune trial or plain process).
-    train_loop: Callable[[dict[str, Any]], Any]
+    models: dict[str, ModelSpec]
+    # loop(config: LoopConfig, session: Session) -> history: the family's training loop.
+    loop: Callable[[Any, Any], list[dict[str, Any]]]
     # evaluate(model_dir, prepared_dir, plots_dir, params) -> flat metrics dict (val_*, test_*).
     evaluate: Callable[[Path, Path, Path, dict[str, Any]], dict[str, float]]
     predictor: type
@@ -75,10 +119,54 @@ class Family:
     routes: tuple[Route, ...] = field(default_factory=tuple)
     # input_example(model_dir) -> a request dict used for the MLflow signature and a smoke test.
     input_example: Callable[[Path], dict[str, Any]] | None = None
-    # check_task_model(task, model): raises ConfigError when a model cannot do a task (e.g. an
-    # autoencoder asked to be the generator), so the CLI says so before Ray starts.
-    check_task_model: Callable[[str, str], None] | None = None
+    # The info.json keys that, with the bytes of the prepared test* files, define what a test
+    # metric was measured on (two models compare only when these agree).
+    test_set_keys: tuple[str, ...] = ()
 
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ConfigError(f"{self.name} hparams: model: unknown model {name!r} (known: {', '.join(self.models)})")
+        return self.models[name]
 
-class RequestError(ValueError):
-    """A request the model cannot answer (wrong shape, too long, ...): served as HTTP 422."""
+    def validate_hparams(self, raw: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+        """raw hparams (params + tuned values) -> this model's validated hparams, with `model`.
+
+        Keys another model of the family takes are dropped (a task's hparams are shared by all
+        the models its sweep considers); a key no model takes is an error naming it."""
+        if "model" not in raw:
+            raise ConfigError(f"{self.name} hparams: model: missing (one of {', '.join(self.models)})")
+        spec = self.model(str(raw["model"]))
+        if task is not None and spec.tasks and task not in spec.tasks:
+            raise ConfigError(f"{self.name} hparams: model: {spec.name!r} cannot be trained for task {task!r} "
+                              f"(it does {', '.join(spec.tasks)})")
+        own = set(spec.hparams.model_fields)
+        known = set().union(*(s.hparams.model_fields for s in self.models.values()))
+        unknown = sorted(k for k in raw if k != "model" and k not in known)
+        if unknown:
+            raise ConfigError(f"{self.name} hparams: {unknown[0]}: no {self.name} model takes this key")
+        dropped = sorted(k for k in raw if k != "model" and k not in own)
+        if dropped:
+            log.debug("%s: ignoring hparams of other models: %s", spec.name, dropped)
+        hp = validate_model(spec.hparams, {k: v for k, v in raw.items() if k in own}, f"{self.name} hparams ({spec.name})")
+        return {"model": spec.name, **hp.model_dump()}
+
+    def route_for(self, task: str) -> Route:
+        """The route a registered task's model answers (what its MLflow pyfunc serves)."""
+        for r in self.routes:
+            if r.serves(task):
+                return r
+        raise ConfigError(f"family {self.name!r} has no route for task {task!r}")
+
+    def test_set_fingerprint(self, prepared_dir: Path) -> str:
+        """What a test metric was measured on: the test split's bytes and the task's shape.
+
+        Every prepared file whose name starts with "test" counts (test.parquet, test_seeds.json, ...)."""
+        info = json.loads((Path(prepared_dir) / "info.json").read_text())
+        shape = {k: info.get(k) for k in ("task", *self.test_set_keys)}
+        h = hashlib.md5()
+        for f in sorted(Path(prepared_dir).glob("test*")):
+            if f.is_file():
+                h.update(f.name.encode())
+                h.update(hashlib.md5(f.read_bytes()).digest())
+        h.update(json.dumps(shape, sort_keys=True).encode())
+        return h.hexdigest()

@@ -1,8 +1,9 @@
 """The MLflow pyfunc entry point (models-from-code): wraps any family's Predictor.
 
 `mlflow models serve -m models:/quartet-<family>-<task>@champion` loads this file; the model dir
-travels as the artifact `model_dir`, the code as `code_paths`, and `model_config["predictor"]`
-names the family's Predictor class ('families.<family>.task:Predictor').
+travels as the artifact `model_dir`, the code as `code_paths`. `model_config` names the family's
+Predictor class ('families.<family>.serve:Predictor'), the method of the route this task answers
+and that route's request class (written by the register stage from the family's Route).
 Input: one request per row (the same JSON fields as the HTTP API); output: one response per row.
 """
 
@@ -16,14 +17,17 @@ import mlflow
 
 class QuartetModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from components.track import load_predictor
+        from components.track import import_object, load_predictor
 
-        self.predictor = load_predictor(context.model_config["predictor"], Path(context.artifacts["model_dir"]))
+        cfg = context.model_config
+        predictor = load_predictor(cfg["predictor"], Path(context.artifacts["model_dir"]))
+        self.answer = getattr(predictor, cfg["method"])
+        self.request = import_object(cfg["request"])
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
         rows = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
-        requests = [self.predictor.request_model.model_validate(_plain(r)) for r in rows]
-        return [resp.model_dump() for resp in self.predictor.predict_batch(requests)]
+        requests = [self.request.model_validate(_plain(r)) for r in rows]
+        return [resp.model_dump() for resp in self.answer(requests)]
 
 
 def _plain(value: Any) -> Any:

@@ -430,6 +430,7 @@ class FamilyServer:
         self.spec, self.settings = spec, settings
         self.family = spec.family
         self.cache_dir = Path(settings.cache_dir)
+        self.routes = {r.name: r for r in spec.routes}
         self.task_maps = {r.name: dict(r.task_map) for r in spec.routes}
         self.slots: dict[str, TaskSlot] = {
             task: load_slot(task, f"quartet-{spec.family}-{task}", spec.predictor_path, self.cache_dir)
@@ -465,6 +466,10 @@ class FamilyServer:
             served = sorted(t for t, s in self.slots.items() if s.ready)
             aliases = sorted(a for a, t in self.task_maps.get(route, {}).items() if t in served)
             return 404, {"message": f"unknown {self.family} task {task!r}", "served_tasks": sorted(served + aliases)}
+        if not self.routes[route].serves(real):
+            answered = [t for t in self.slots if self.routes[route].serves(t)]
+            return 422, {"message": f"{self.family} task {task!r} is not answered on /{self.family}/{route} "
+                                    f"(it answers {', '.join(answered)})"}
         if not slot.ready:
             return 503, {"message": f"{self.family} task {task!r} is unavailable", "reason": slot.reason}
         return slot
@@ -488,8 +493,7 @@ class FamilyServer:
             groups[(route, id(slot))].append(i)
         for (route, _), idx in groups.items():
             slot = items[idx[0]][1]
-            # Route "predict" -> Predictor.predict_batch; another route "x" -> Predictor.x_batch.
-            method = getattr(slot.predictor, f"{route}_batch")
+            method = getattr(slot.predictor, self.routes[route].method)  # the method the family's Route names
             for i, answer in zip(idx, self._answer_group(method, [items[i][2] for i in idx])):
                 results[i] = answer
         return results  # type: ignore[return-value]

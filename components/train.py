@@ -1,9 +1,9 @@
-"""Ray Train around a family's loop: the supervised epoch loop, checkpoints, resume, model dirs.
+"""The supervised epoch loop, and the launchers that run any family's loop (plain, Ray Train).
 
-Why one loop with three launchers: the same per-worker function runs inside a Ray Train worker
-(`launcher="train"`: DDP, checkpoints, fault-tolerant resume), inside a Tune trial process
-(`launcher="tune"`: reports only, cheap on 2 cores) and in a plain process (`launcher="plain"`:
-benchmarks and unit tests). Only `report_epoch` knows the difference.
+A loop is `loop(config: LoopConfig, session: Session)` (components/session.py): the session is
+where it runs. `run_supervised` is the loop of every family whose training is "minimise a loss
+over batches" (forecaster, translator, the autoencoders); a family with another shape (the DCGAN,
+the RL agents) writes its own loop against the same session.
 
 The model-dir format is the one contract every consumer reads: `config.json` (family, task,
 model, hparams, data info, versions) + `weights.pt` (a state_dict; never a pickled module).
@@ -11,11 +11,11 @@ model, hparams, data info, versions) + `weights.pt` (a state_dict; never a pickl
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -25,58 +25,26 @@ from typing import Any
 
 import torch
 
-from components.config import Params, resolve
-from components.data import atomic_dir, read_json, seeded_loader, set_seeds, write_json
+from components.config import ConfigError, Params, resolve
+from components.data import atomic_dir, read_json, seeded_loader, write_json
+from components.family import Family
+from components.modeldir import CONFIG_JSON, WEIGHTS, load_model, load_model_dir, save_model_dir  # noqa: F401
+from components.session import (
+    HISTORY,
+    Best,
+    Loop,
+    LoopConfig,
+    PlainSession,
+    Session,
+    TrainingDiverged,
+    train_worker,
+    unwrap,
+)
 
 log = logging.getLogger(__name__)
 
-CONFIG_JSON = "config.json"
-WEIGHTS = "weights.pt"
-STATE = "train_state.pt"  # optimizer + current weights, only in checkpoints
-HISTORY = "history.json"
 
-
-# ----------------------------------------------------------------------------- model dirs
-def versions() -> dict[str, str]:
-    # importlib.metadata, not `import ray`: importing Ray before cluster.apply_env() would make a
-    # later local Ray bind the machine's address instead of 127.0.0.1.
-    from importlib.metadata import version
-
-    return {"torch": torch.__version__, "ray": version("ray")}
-
-
-def save_model_dir(out: Path, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_JSON).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    torch.save(state_dict, out / WEIGHTS)
-
-
-def load_model_dir(model_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    config = read_json(model_dir / CONFIG_JSON)
-    weights = model_dir / WEIGHTS
-    if not weights.is_file():
-        from components.data import DataError
-
-        raise DataError(f"{weights}: file not found (not a quartet model dir)")
-    return config, torch.load(weights, map_location="cpu", weights_only=True)
-
-
-def load_model(
-    model_dir: Path, build: Callable[[dict[str, Any], dict[str, Any]], torch.nn.Module],
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A model dir -> (the family's module in eval mode, its config), from config.json + weights.pt alone."""
-    config, state = load_model_dir(Path(model_dir))
-    model = build(config["hparams"], config["info"])
-    model.load_state_dict(state)
-    return model.eval(), config
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """`prepare_model` wraps in DDP only when world_size > 1."""
-    return getattr(model, "module", model)
-
-
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- the supervised loop
 @dataclass(frozen=True)
 class SupervisedSpec:
     """What a family supplies to the generic supervised loop."""
@@ -89,112 +57,15 @@ class SupervisedSpec:
     loss: Callable[[torch.nn.Module, Any, dict[str, Any]], torch.Tensor]
     # validate(model, loader, hparams, info) -> {"val_<metric>": float, ...}
     validate: Callable[[torch.nn.Module, Any, dict[str, Any], dict[str, Any]], dict[str, float]]
-    val_metric: str
-    mode: str = "min"
     # loader(dataset, batch_size, shuffle, seed, rank, world_size) -> DataLoader, for families that
     # batch their own way (e.g. length buckets); it must shard by rank itself when world_size > 1.
     loader: Callable[[Any, int, bool, int, int, int], Any] | None = None
-
-
-def _device(launcher: str, want_gpu: bool) -> torch.device:
-    """Ray Train assigns a worker its device; elsewhere a GPU is used when asked for and present."""
-    if launcher == "train":
-        import ray.train.torch
-
-        return ray.train.torch.get_device()
-    return torch.device("cuda" if want_gpu and torch.cuda.is_available() else "cpu")
 
 
 def _to(batch: Any, device: torch.device) -> Any:
     if device.type == "cpu":
         return batch
     return [b.to(device) for b in batch] if isinstance(batch, (list, tuple)) else batch.to(device)
-
-
-def _world() -> tuple[int, int]:
-    import ray.train
-
-    ctx = ray.train.get_context()
-    return ctx.get_world_rank(), ctx.get_world_size()
-
-
-def restore_checkpoint() -> tuple[dict[str, Any], list[dict], dict[str, torch.Tensor]] | None:
-    """The last Ray Train checkpoint of this run, if any: (train state, history, best weights).
-
-    For any family loop under `launcher="train"`; the train state is whatever the loop saved
-    with `write_checkpoint_dir` (at least {"epoch": int}).
-    """
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / STATE, map_location="cpu", weights_only=True)
-        history = json.loads((Path(d) / HISTORY).read_text())
-        best = torch.load(Path(d) / WEIGHTS, map_location="cpu", weights_only=True)
-    log.info("resumed from checkpoint after epoch %d", state["epoch"])
-    return state, history, best
-
-
-def write_checkpoint_dir(
-    d: Path, model_config: dict[str, Any], history: list[dict], best_weights: dict[str, torch.Tensor],
-    train_state: dict[str, Any],
-) -> None:
-    """One checkpoint in the shared format: a loadable model dir (best weights so far) plus the
-    state needed to resume (`train_state.pt`: epoch, current weights, optimizers, ...)."""
-    save_model_dir(d, {**model_config, "history": history}, best_weights)
-    torch.save(train_state, d / STATE)
-    (d / HISTORY).write_text(json.dumps(history))
-
-
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict], dict | None]:
-    """Resume the supervised loop: (next epoch, history, best state)."""
-    restored = restore_checkpoint()
-    if restored is None:
-        return 0, [], None
-    state, history, best = restored
-    unwrap(model).load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return state["epoch"] + 1, history, best
-
-
-def loop_device(config: dict[str, Any]) -> torch.device:
-    """The device a family loop should use under its launcher."""
-    return _device(config.get("launcher", "plain"), bool(config.get("use_gpu")))
-
-
-def world(config: dict[str, Any]) -> tuple[int, int]:
-    """(rank, world size): (0, 1) outside Ray Train."""
-    return _world() if config.get("launcher", "plain") == "train" else (0, 1)
-
-
-def finish_plain(config: dict[str, Any], history: list[dict], best_weights: dict[str, torch.Tensor] | None) -> None:
-    """Under the plain launcher, write the final model dir when the caller asked for one."""
-    if config.get("launcher", "plain") == "plain" and config.get("out_dir") and best_weights is not None:
-        save_model_dir(Path(config["out_dir"]), {**config["model_config"], "history": history}, best_weights)
-
-
-def report_epoch(
-    launcher: str,
-    metrics: dict[str, float],
-    write_checkpoint: Callable[[Path], None] | None,
-) -> None:
-    """Send one epoch's metrics (and a checkpoint, under Ray Train) to whichever launcher runs us."""
-    if launcher == "tune":
-        import ray.tune
-
-        ray.tune.report(metrics)
-    elif launcher == "train":
-        import ray.train
-
-        rank, _ = _world()
-        with tempfile.TemporaryDirectory() as d:
-            checkpoint = None
-            if rank == 0 and write_checkpoint is not None:
-                write_checkpoint(Path(d))
-                checkpoint = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch={metrics['epoch']:04d}")
 
 
 def epoch_lr(hp: dict[str, Any], epoch: int, epochs: int) -> float:
@@ -210,50 +81,46 @@ def epoch_lr(hp: dict[str, Any], epoch: int, epochs: int) -> float:
     return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(int(epochs), 1)))
 
 
-def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[str, float]]:
-    """The per-worker epoch loop shared by supervised families.
+def set_epoch(loader: Any, epoch: int) -> None:
+    """Reshuffle a (distributed or bucketing) sampler for this epoch."""
+    for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
 
-    `config` (made by `loop_config`): family, task, hparams, info, prepared_dir, epochs, seed,
-    launcher, model_config, and optionally max_train_samples, threads, use_gpu, out_dir (plain
-    launcher only). Returns the per-epoch history.
-    """
-    launcher = config.get("launcher", "plain")
-    hp = config["hparams"]
-    info = config["info"]
-    torch.set_num_threads(int(config.get("threads", 1)))
-    set_seeds(int(config["seed"]))
-    device = _device(launcher, bool(config.get("use_gpu")))
-    model = spec.build(hp, info).to(device)
-    train_ds, val_ds = spec.datasets(Path(config["prepared_dir"]), hp, info, config.get("max_train_samples"))
-    rank, world_size = world(config)
+
+def supervised_loaders(config: LoopConfig, session: Session, spec: SupervisedSpec, train_ds: Any, val_ds: Any):
+    """(train loader, sharded by rank; val loader, whole on every rank: each scores the full split)."""
+    hp, seed = config.hparams, int(config.seed)
     if spec.loader is not None:
-        seed = int(config["seed"])
-        train_loader = spec.loader(train_ds, int(hp["batch_size"]), True, seed, rank, world_size)
+        train_loader = spec.loader(train_ds, int(hp["batch_size"]), True, seed, session.rank, session.world_size)
         val_loader = spec.loader(val_ds, int(hp.get("val_batch_size", 512)), False, 0, 0, 1)
     else:
-        train_loader = seeded_loader(train_ds, int(hp["batch_size"]), shuffle=True, seed=int(config["seed"]))
+        train_loader = seeded_loader(train_ds, int(hp["batch_size"]), shuffle=True, seed=seed)
         val_loader = seeded_loader(val_ds, 512, shuffle=False, seed=0)
-    if launcher == "train":
-        import ray.train.torch
+    return session.prepare_loader(train_loader, shards_itself=spec.loader is not None), val_loader
 
-        model = ray.train.torch.prepare_model(model)
-        # A family's own loader shards itself; otherwise Ray adds a DistributedSampler.
-        train_loader = ray.train.torch.prepare_data_loader(train_loader, add_dist_sampler=spec.loader is None)
-        # val_loader stays whole on every rank: each worker scores the full validation split.
+
+def run_supervised(config: LoopConfig, session: Session, spec: SupervisedSpec) -> list[dict[str, float]]:
+    """The epoch loop shared by supervised families: Adam, optional clipping and cosine decay,
+    the best epoch by the task's val metric. Returns the per-epoch history."""
+    hp, info, device = config.hparams, config.info, session.device
+    model = session.prepare(spec.build(hp, info))
+    train_ds, val_ds = spec.datasets(config.prepared, hp, info, config.max_train_samples)
+    train_loader, val_loader = supervised_loaders(config, session, spec, train_ds, val_ds)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(hp["lr"]))
-    start, history, best_state = (0, [], None)
-    if launcher == "train":
-        start, history, best_state = _restore(model, optimizer)
-    sign = 1.0 if spec.mode == "min" else -1.0
-    best_value = min((sign * h[spec.val_metric] for h in history), default=float("inf"))
+    start, history, best = 0, [], Best(config.metric)
+    restored = session.restore()
+    if restored is not None:
+        unwrap(model).load_state_dict(restored.state["model"])
+        optimizer.load_state_dict(restored.state["optimizer"])
+        start, history = restored.next_epoch, restored.history
+        best = Best(config.metric, history, restored.best_weights)
     clip = hp.get("clip_norm")
 
-    for epoch in range(start, int(config["epochs"])):
-        for sampler in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
+    for epoch in range(start, config.epochs):
+        set_epoch(train_loader, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = epoch_lr(hp, epoch, int(config["epochs"]))
+            group["lr"] = epoch_lr(hp, epoch, config.epochs)
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -273,71 +140,42 @@ def run_supervised(config: dict[str, Any], spec: SupervisedSpec) -> list[dict[st
         with torch.no_grad():
             val = spec.validate(unwrap(model), (_to(b, device) for b in val_loader), hp, info)
         metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "epoch_time_s": train_time,
-                   "lr": optimizer.param_groups[0]["lr"], "resumed_at_epoch": start, "world_size": world_size, **val}
+                   "lr": optimizer.param_groups[0]["lr"], "resumed_at_epoch": start,
+                   "world_size": session.world_size, **val}
         history.append(metrics)
-        if sign * val[spec.val_metric] < best_value:
-            best_value = sign * val[spec.val_metric]
-            best_state = {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
-        metrics["best_" + spec.val_metric] = sign * best_value
+        best.update(metrics, model)
+        session.report(metrics, history, best, lambda epoch=epoch: {
+            "epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict()})
 
-        if best_state is None:
-            raise FloatingPointError(
-                f"training diverged: {spec.val_metric} is {val[spec.val_metric]} after epoch {epoch} "
-                "(lower the learning rate or set clip_norm)"
-            )
-
-        def write_checkpoint(d: Path, epoch: int = epoch, best: dict | None = best_state) -> None:
-            state = {"epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict()}
-            write_checkpoint_dir(d, {**config["model_config"], "epoch": epoch}, history, best, state)
-
-        report_epoch(launcher, metrics, write_checkpoint)
-
-    finish_plain(config, history, best_state)
-    return history
+    return session.finish(history, best)
 
 
-# ----------------------------------------------------------------------------- driver side
+# ----------------------------------------------------------------------------- launchers
 @dataclass(frozen=True)
 class TrainResult:
-    model_dir: Path
+    model_dir: Path | None
     history: list[dict[str, float]]
-    checkpoint_path: str
+    checkpoint_path: str | None
     wall_s: float
 
 
-def loop_config(
-    family: str,
-    task: str,
-    hparams: dict[str, Any],
-    info: dict[str, Any],
-    prepared_dir: Path,
-    epochs: int,
-    seed: int,
-    launcher: str,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The one dict every launcher passes to a family's loop."""
-    model_config = {
-        "family": family,
-        "task": task,
-        "model": hparams["model"],
-        "hparams": hparams,
-        "info": info,
-        "seed": seed,
-        "versions": versions(),
-    }
-    return {
-        "family": family,
-        "task": task,
-        "hparams": hparams,
-        "info": info,
-        "prepared_dir": str(prepared_dir),
-        "epochs": epochs,
-        "seed": seed,
-        "launcher": launcher,
-        "model_config": model_config,
-        **extra,
-    }
+def loop_config(family: Family, task: str, hparams: dict[str, Any], prepared_dir: Path | str, epochs: int,
+                seed: int = 42, **options: Any) -> LoopConfig:
+    """The LoopConfig of one run: hparams validated by the family (for this task), the prepared
+    split's info.json, the task's metric. `options`: max_train_samples, threads, use_gpu."""
+    if task not in family.tasks:
+        raise ConfigError(f"family {family.name!r} has no task {task!r} (tasks: {list(family.tasks)})")
+    info = read_json(Path(prepared_dir) / "info.json")
+    return LoopConfig(family=family.name, task=task, hparams=family.validate_hparams(hparams, task), info=info,
+                      prepared_dir=str(prepared_dir), epochs=int(epochs), seed=int(seed), metric=family.metrics[task],
+                      **options)
+
+
+def train_plain(loop: Loop, config: LoopConfig, out_dir: Path | None = None) -> TrainResult:
+    """Run a family's loop in this process; with `out_dir`, write the best epoch's model dir there."""
+    t0 = time.perf_counter()
+    history = loop(config, PlainSession(config, out_dir))
+    return TrainResult(out_dir, history, None, time.perf_counter() - t0)
 
 
 def scaling(num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> Any:
@@ -348,9 +186,21 @@ def scaling(num_workers: int, cpus_per_worker: float, gpus_per_worker: float) ->
     return ray.train.ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources)
 
 
+def diverged(error: BaseException) -> TrainingDiverged | None:
+    """The TrainingDiverged behind a Ray Train failure, if that is what failed (a worker's
+    exception arrives wrapped: WorkerGroupError.worker_failures -> RayTaskError(cause))."""
+    failures = getattr(error, "worker_failures", None) or {}
+    for e in [error, *failures.values()]:
+        while e is not None:
+            if isinstance(e, TrainingDiverged):
+                return e
+            e = getattr(e, "cause", None) or e.__cause__
+    return None
+
+
 def fit(
-    train_loop: Callable[[dict[str, Any]], Any],
-    config: dict[str, Any],
+    loop: Loop,
+    config: LoopConfig,
     params: Params,
     num_workers: int,
     cpus_per_worker: float,
@@ -359,16 +209,16 @@ def fit(
     run_name: str | None = None,
     gpus_per_worker: float = 0,
 ) -> TrainResult:
-    """Run `train_loop` under a TorchTrainer and write the best model dir atomically."""
+    """Run `loop` in a TorchTrainer's workers and write the best model dir atomically."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    name = run_name or f"train-{config['family']}-{config['task']}-{uuid.uuid4().hex[:8]}"
+    name = run_name or f"train-{config.family}-{config.task}-{uuid.uuid4().hex[:8]}"
     storage = resolve(params.ray.storage_path)
     storage.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={**config, "launcher": "train"},
+        functools.partial(train_worker, loop),
+        train_loop_config={"loop": config},
         torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=scaling(num_workers, cpus_per_worker, gpus_per_worker),
         run_config=ray.train.RunConfig(
@@ -382,14 +232,15 @@ def fit(
     try:
         result = trainer.fit()
     except Exception as e:
-        if "training diverged" in str(e):  # a params problem: say which, without a worker traceback
-            from components.config import ConfigError
-
-            message = next(line for line in str(e).splitlines() if "training diverged" in line)
-            raise ConfigError(message.strip().removeprefix("FloatingPointError: ")) from None
+        cause = diverged(e)
+        if cause is not None:  # a params problem: say which, without a worker traceback
+            raise ConfigError(str(cause).splitlines()[0]) from None
         raise
     wall = time.perf_counter() - t0
     if result.error:
+        cause = diverged(result.error)
+        if cause is not None:
+            raise ConfigError(str(cause).splitlines()[0]) from None
         raise RuntimeError(f"training failed: {result.error}")
     if result.checkpoint is None:
         raise RuntimeError("training reported no checkpoint")

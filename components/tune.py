@@ -9,6 +9,7 @@ run for the sweep (tag `mlflow.parentRunId`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.config import ConfigError, Params, SpaceSpec, TaskParams, resolve
+from components.session import Loop, LoopConfig, train_worker, tune_trial
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +102,23 @@ def driver_resources(cluster_resources: dict[str, float]) -> dict[str, float]:
     return {"CPU": 0.01}
 
 
-def _function_trial(config: dict[str, Any], *, train_loop: Callable, validate_hparams: Callable, base_loop: dict) -> None:
+def trial_hparams(trial_config: dict[str, Any], base: dict[str, Any], validate_hparams: Callable) -> dict[str, Any]:
+    """A trial's flat config on top of the sweep's fixed hparams, validated by the family (once)."""
+    return validate_hparams(hparams_from_trial(trial_config, base))
+
+
+def _function_trial(config: dict[str, Any], *, loop: Loop, validate_hparams: Callable, base: LoopConfig) -> None:
     """Tune function trainable: the family loop runs right here and reports each epoch to Tune."""
-    hparams = validate_hparams(hparams_from_trial(config, base_loop["hparams"]))
-    loop = {**base_loop, "hparams": hparams, "launcher": "tune"}
-    loop["model_config"] = {**loop["model_config"], "model": hparams["model"], "hparams": hparams}
-    train_loop(loop)
+    tune_trial(loop, base.with_hparams(trial_hparams(config, base.hparams, validate_hparams)))
 
 
 def _trainer_trial(
-    config: dict[str, Any], *, train_loop: Callable, validate_hparams: Callable, base_loop: dict,
+    config: dict[str, Any], *, loop: Loop, validate_hparams: Callable, base: LoopConfig,
     num_workers: int, cpus_per_worker: float, gpus_per_worker: float, storage_path: str, max_failures: int = 0,
 ) -> None:
     """Train-V2 driver pattern: this trial only drives a TorchTrainer and forwards its reports."""
+    import functools
+
     import ray.train
     import ray.tune
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -120,12 +126,9 @@ def _trainer_trial(
 
     from components.train import scaling
 
-    hparams = validate_hparams(hparams_from_trial(config, base_loop["hparams"]))
-    loop = {**base_loop, "hparams": hparams, "launcher": "train"}
-    loop["model_config"] = {**loop["model_config"], "model": hparams["model"], "hparams": hparams}
     trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=loop,
+        functools.partial(train_worker, loop),
+        train_loop_config={"loop": base.with_hparams(trial_hparams(config, base.hparams, validate_hparams))},
         torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=scaling(num_workers, cpus_per_worker, gpus_per_worker),
         run_config=ray.train.RunConfig(
@@ -174,7 +177,7 @@ def _drain_train_reports(settle_s: float = 1.0, timeout_s: float = 60.0) -> None
 
 @dataclass(frozen=True)
 class SweepResult:
-    best_hparams: dict[str, Any]
+    best_hparams: dict[str, Any]  # the tuned values only: the model and its searched keys
     best_value: float
     metric: str
     n_trials: int
@@ -182,21 +185,29 @@ class SweepResult:
     trials: list[dict[str, Any]]
 
 
+def check_space(tp: TaskParams, base_hparams: dict[str, Any], validate_hparams: Callable, label: str) -> None:
+    """Every model's search space at its extremes, validated before Ray starts: a typo or an
+    impossible value fails here, naming the key, instead of in a trial's log."""
+    for sample in representative_samples(tp.tune.models, tp.tune.search_space):
+        try:
+            validate_hparams(hparams_from_trial(sample, base_hparams))
+        except ConfigError as e:
+            raise ConfigError(f"{label}.tune (search space of {sample['model']!r}): {e}") from None
+
+
 def run_sweep(
     *,
-    family: str,
-    task: str,
+    tp: TaskParams,
     params: Params,
-    train_loop: Callable,
+    loop: Loop,
     validate_hparams: Callable,
-    base_loop: dict[str, Any],
-    metric: str,
-    mode: str,
+    base: LoopConfig,
     experiment: str,
     tags: dict[str, str],
     tracking_uri: str,
 ) -> SweepResult:
-    """One Optuna+ASHA sweep; trials go to MLflow under a parent run; returns the best hparams."""
+    """One Optuna+ASHA sweep of `tp.tune` over `base` (the fixed hparams and data); trials go to
+    MLflow under a parent run; returns the best trial's hparams and value."""
     import mlflow
     import ray
     import ray.tune
@@ -204,30 +215,32 @@ def run_sweep(
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    tp = params.task(family, task).tune
-    tcfg = params.task(family, task).train
+    tune_p, train_p = tp.tune, tp.train
+    metric, mode = base.metric.val, base.metric.mode
+    family, task = base.family, base.task
     cpus = float(ray.cluster_resources().get("CPU", 1))
     storage = str(resolve(params.ray.storage_path))
-    if tp.launcher == "function":
-        trial_loop = {**base_loop, "use_gpu": tp.gpus_per_trial > 0}
+    if tune_p.launcher == "function":
+        trial_base = dataclasses.replace(base, use_gpu=tune_p.gpus_per_trial > 0)
         trainable = ray.tune.with_resources(
-            ray.tune.with_parameters(_function_trial, train_loop=train_loop, validate_hparams=validate_hparams, base_loop=trial_loop),
-            {"CPU": tp.cpus_per_trial} | ({"GPU": tp.gpus_per_trial} if tp.gpus_per_trial else {}),
+            ray.tune.with_parameters(_function_trial, loop=loop, validate_hparams=validate_hparams, base=trial_base),
+            {"CPU": tune_p.cpus_per_trial} | ({"GPU": tune_p.gpus_per_trial} if tune_p.gpus_per_trial else {}),
         )
     else:
         trainable = ray.tune.with_resources(
             ray.tune.with_parameters(
-                _trainer_trial, train_loop=train_loop, validate_hparams=validate_hparams, base_loop=base_loop,
-                num_workers=tp.num_workers_per_trial, cpus_per_worker=tcfg.cpus_per_worker,
-                gpus_per_worker=tcfg.gpus_per_worker, storage_path=storage, max_failures=tcfg.max_failures,
+                _trainer_trial, loop=loop, validate_hparams=validate_hparams, base=base,
+                num_workers=tune_p.num_workers_per_trial, cpus_per_worker=train_p.cpus_per_worker,
+                gpus_per_worker=train_p.gpus_per_worker, storage_path=storage, max_failures=train_p.max_failures,
             ),
             driver_resources(ray.cluster_resources()),
         )
     gpus = float(ray.cluster_resources().get("GPU", 0))
-    max_concurrent = concurrency(tp, cpus, tcfg.cpus_per_worker, gpus, tcfg.gpus_per_worker)
+    max_concurrent = concurrency(tune_p, cpus, train_p.cpus_per_worker, gpus, train_p.gpus_per_worker)
     with mlflow.start_run(run_name=f"tune-{family}-{task}", tags=tags) as parent:
-        mlflow.log_params({"tune.models": ",".join(tp.models), "tune.num_samples": tp.num_samples,
-                           "tune.epochs": tp.epochs, "tune.launcher": tp.launcher, "tune.max_concurrent": max_concurrent})
+        mlflow.log_params({"tune.models": ",".join(tune_p.models), "tune.num_samples": tune_p.num_samples,
+                           "tune.epochs": tune_p.epochs, "tune.launcher": tune_p.launcher,
+                           "tune.max_concurrent": max_concurrent})
         callback = MLflowLoggerCallback(
             tracking_uri=tracking_uri,
             experiment_name=experiment,
@@ -238,11 +251,13 @@ def run_sweep(
             tune_config=ray.tune.TuneConfig(
                 metric=metric,
                 mode=mode,
-                num_samples=tp.num_samples,
+                num_samples=tune_p.num_samples,
                 max_concurrent_trials=max_concurrent,
-                search_alg=OptunaSearch(space=DefineByRun(tp.models, tp.search_space), metric=metric, mode=mode, seed=params.seed),
-                scheduler=ASHAScheduler(time_attr="training_iteration", max_t=tp.epochs, grace_period=min(tp.grace_period, tp.epochs)),
-                time_budget_s=tp.timeout_s,
+                search_alg=OptunaSearch(space=DefineByRun(tune_p.models, tune_p.search_space), metric=metric, mode=mode,
+                                        seed=params.seed),
+                scheduler=ASHAScheduler(time_attr="training_iteration", max_t=tune_p.epochs,
+                                        grace_period=min(tune_p.grace_period, tune_p.epochs)),
+                time_budget_s=tune_p.timeout_s,
             ),
             run_config=ray.tune.RunConfig(
                 name=f"tune-{family}-{task}-{uuid.uuid4().hex[:8]}",
@@ -250,28 +265,35 @@ def run_sweep(
                 callbacks=[callback],
                 verbose=1,
                 # a trial whose process or node died is retried (the sweep survives a lost host)
-                failure_config=ray.tune.FailureConfig(max_failures=tp.max_failures),
+                failure_config=ray.tune.FailureConfig(max_failures=tune_p.max_failures),
             ),
         )
         grid = tuner.fit()
-        ok = [r for r in grid if r.error is None and r.metrics and metric in r.metrics]
+        best_key = f"best_{metric}"  # the loop reports the best epoch so far: train keeps the best epoch too
+
+        def score(r: Any) -> float:
+            return float(r.metrics.get(best_key, r.metrics[metric]))
+
+        # Only trials that finished without error, with a finite score, compete.
+        ok = [r for r in grid if r.error is None and r.metrics and metric in r.metrics and math.isfinite(score(r))]
         if not ok:
             errors = [str(r.error)[:300] for r in grid if r.error is not None]
             raise ConfigError(f"no tuning trial reported {metric!r}; first errors: {errors[:3]}")
-        # The loop reports best_<metric> (best epoch so far): the train stage keeps the best epoch too.
-        # Only trials that finished without error compete.
-        def score(r: Any) -> float:
-            return float(r.metrics.get(f"best_{metric}", r.metrics[metric]))
-
         best = min(ok, key=score) if mode == "min" else max(ok, key=score)
-        best_hparams = validate_hparams(hparams_from_trial(best.config, base_loop["hparams"]))
         best_value = score(best)
+        tuned = tuned_values(best.config)
         trials = [
             {"config": r.config, "epochs": int(r.metrics.get("epoch", -1)) + 1, "node_ip": r.metrics.get("node_ip"),
-             metric: float(r.metrics.get(f"best_{metric}", r.metrics[metric]))}
+             metric: score(r)}
             for r in ok
         ]
-        mlflow.log_params(best_hparams | {"model": best_hparams["model"]})
-        mlflow.log_metric(f"best_{metric}", best_value)
+        mlflow.log_params(tuned)
+        mlflow.log_metric(best_key, best_value)
         mlflow.log_dict({"trials": trials}, "trials.json")
-        return SweepResult(best_hparams, best_value, metric, len(grid), parent.info.run_id, trials)
+        return SweepResult(tuned, best_value, metric, len(grid), parent.info.run_id, trials)
+
+
+def tuned_values(trial_config: dict[str, Any]) -> dict[str, Any]:
+    """Only what the sweep chose: the model and its searched keys (no defaults baked in, so a
+    changed default in params reaches the train stage without tuning again)."""
+    return hparams_from_trial(trial_config, {})

@@ -1,23 +1,24 @@
-"""The families: name -> Family. `cli.py` is the only place that wires a family into a verb."""
+"""The families: name -> Family. The wiring (quartet/) is the only place that looks them up.
+
+`get(name)` imports that family alone, so a stage of one family runs (and DVC tracks) only its
+own code; `families()` imports all four.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 from components.config import ConfigError
 from components.family import Family
 
-
-def families() -> dict[str, Family]:
-    # Imported lazily so that `import families` stays cheap and side-effect free.
-    from families.forecaster import FAMILY as forecaster
-    from families.generative import FAMILY as generative
-    from families.rl import FAMILY as rl
-    from families.translator import FAMILY as translator
-
-    return {f.name: f for f in (forecaster, translator, generative, rl)}
+NAMES = ("forecaster", "translator", "generative", "rl")
 
 
 def get(name: str) -> Family:
-    known = families()
-    if name not in known:
-        raise ConfigError(f"unknown family {name!r} (known: {sorted(known)})")
-    return known[name]
+    if name not in NAMES:
+        raise ConfigError(f"unknown family {name!r} (known: {sorted(NAMES)})")
+    return importlib.import_module(f"families.{name}").FAMILY
+
+
+def families() -> dict[str, Family]:
+    return {name: get(name) for name in NAMES}

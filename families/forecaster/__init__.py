@@ -1,18 +1,25 @@
-"""The forecaster family (book ch. 15): time series -> the next `horizon` values."""
+"""The forecaster family (book ch. 15): time series -> the next `horizon` values.
+
+data.py ingests and prepares the splits; models.py declares the zoo; train.py the datasets, loss
+and loop (the shared supervised one); evaluate.py the metrics and plots beside the baselines of
+baselines.py; serve.py the request schemas and the Predictor.
+"""
 
 from components.family import Family, Route
-from families.forecaster import data, models, task
+from families.forecaster import data, evaluate, models, serve, train
 
 FAMILY = Family(
     name="forecaster",
     tasks=("synthetic", "vic_elec"),
     ingest=data.ingest,
     prepare=data.prepare,
-    validate_hparams=models.validate_hparams,
-    train_loop=task.train_loop,
-    evaluate=task.evaluate,
-    predictor=task.Predictor,
-    metrics=task.METRICS,
-    routes=(Route("predict", task.ForecastRequest, task.ForecastResponse),),
-    input_example=task.input_example,
+    models=models.MODELS,
+    loop=train.loop,
+    evaluate=evaluate.evaluate,
+    predictor=serve.Predictor,
+    metrics=train.METRICS,
+    routes=(Route("predict", serve.ForecastRequest, serve.ForecastResponse, method="predict_batch"),),
+    input_example=serve.input_example,
+    # A test metric is comparable only on the same windows, scaled the same way.
+    test_set_keys=("features", "seq_len", "horizon", "mean", "std"),
 )

@@ -1,4 +1,4 @@
-"""The forecaster zoo (book ch. 15): baselines, linear, RNN/LSTM/GRU, LayerNorm RNN, Conv1D+GRU, WaveNet.
+"""The forecaster zoo (book ch. 15): linear, RNN/LSTM/GRU, LayerNorm RNN, Conv1D+GRU, WaveNet.
 
 Every network maps x of shape (batch, time, features) to forecasts. Two heads:
 - `seq2vec`: one vector of `horizon` values from the last time step (book rows 8-9);
@@ -6,51 +6,80 @@ Every network maps x of shape (batch, time, features) to forecasts. Two heads:
 `step_index(T)` says which input steps a seq2seq output row belongs to (Conv1D downsamples).
 A model trained with horizon 1 can forecast further one step at a time (`forecast_iterative`).
 
-New model: write the nn.Module, add it to ZOO, give it a search space in params.yaml.
+Each model is declared once in `MODELS`: its own hyperparameters (a pydantic class sharing the
+training knobs of `Common`), its constructor and its default search space. New model: write the
+nn.Module and its builder, add a `ModelSpec`. The baselines that need no training (naive,
+seasonal naive, SARIMA) are not modules: they live in `baselines.py`.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from components.config import ConfigError, validate_model
+from components.config import ConfigError
+from components.family import ModelSpec, zoo
 
 Head = Literal["seq2vec", "seq2seq"]
 
 
-class HParams(BaseModel):
-    """Every forecaster knob, validated: a typo or a bad value names its key."""
+# ----------------------------------------------------------------------------- hyperparameters
+class Common(BaseModel):
+    """What every forecaster takes: its head and the supervised loop's knobs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["linear", "rnn", "lstm", "gru", "ln_rnn", "conv_gru", "wavenet"]
     head: Head = "seq2seq"
-    hidden: int = Field(20, gt=0, le=1024)
-    layers: int = Field(2, gt=0, le=8)
-    dropout: float = Field(0.0, ge=0, lt=1)
     lr: float = Field(1e-3, gt=0, lt=1)
     batch_size: int = Field(32, gt=0, le=4096)
     clip_norm: float | None = Field(None, gt=0)
+
+
+class LinearHParams(Common):
+    """One dense layer over the flattened window: it forecasts all `horizon` values at once, so
+    it has only the seq2vec head (its default, unlike the sequence models)."""
+
+    head: Head = "seq2vec"
+
+    @field_validator("head")
+    @classmethod
+    def _seq2vec_only(cls, head: str) -> str:
+        if head != "seq2vec":
+            raise ValueError("the linear model only has a seq2vec head")
+        return head
+
+
+class RecurrentHParams(Common):
+    """Stacked recurrent layers (also the GRUs after conv_gru's convolution)."""
+
+    hidden: int = Field(20, gt=0, le=1024)
+    layers: int = Field(2, gt=0, le=8)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class WaveNetHParams(Common):
+    """Dilated causal convolutions: one layer per dilation, so no `layers`."""
+
+    hidden: int = Field(20, gt=0, le=1024)
+    dropout: float = Field(0.0, ge=0, lt=1)
     kernel_size: int = Field(2, gt=0, le=16)
     dilations: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 1, 2, 4, 8])
 
 
-def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
-    hp = validate_model(HParams, raw, "forecaster hparams")
-    if hp.model == "linear" and hp.head != "seq2vec":
-        raise ConfigError("forecaster hparams: head: the linear model only has a seq2vec head")
-    return hp.model_dump()
+def dims(info: dict[str, Any]) -> tuple[int, int, int]:
+    """(n_features, horizon, seq_len) of a prepared split's info.json."""
+    return len(info["features"]), int(info["horizon"]), int(info["seq_len"])
 
 
+# ----------------------------------------------------------------------------- modules
 class LinearForecaster(nn.Module):
     """Flatten the window, one dense layer (book rows 2 and 8)."""
 
-    def __init__(self, seq_len: int, n_features: int, horizon: int, **_: Any) -> None:
+    def __init__(self, seq_len: int, n_features: int, horizon: int) -> None:
         super().__init__()
         self.seq_len = seq_len
         self.dense = nn.Linear(seq_len * n_features, horizon)
@@ -83,7 +112,7 @@ class RecurrentForecaster(nn.Module):
     """Stacked SimpleRNN / LSTM / GRU / LN-RNN with a seq2vec or seq2seq dense head."""
 
     def __init__(
-        self, cell: str, n_features: int, horizon: int, hidden: int, layers: int, dropout: float, head: Head, **_: Any
+        self, cell: str, n_features: int, horizon: int, hidden: int, layers: int, dropout: float, head: Head,
     ) -> None:
         super().__init__()
         self.head = head
@@ -112,7 +141,7 @@ class RecurrentForecaster(nn.Module):
 class ConvGRUForecaster(nn.Module):
     """Conv1D(k=4, stride 2) then GRUs (book row 16): targets downsampled to every 2nd step from 3."""
 
-    def __init__(self, n_features: int, horizon: int, hidden: int, layers: int, dropout: float, head: Head, **_: Any):
+    def __init__(self, n_features: int, horizon: int, hidden: int, layers: int, dropout: float, head: Head) -> None:
         super().__init__()
         self.head = head
         self.conv = nn.Conv1d(n_features, hidden, kernel_size=4, stride=2)
@@ -141,8 +170,8 @@ class WaveNetForecaster(nn.Module):
 
     def __init__(
         self, n_features: int, horizon: int, hidden: int, kernel_size: int, dilations: list[int], dropout: float,
-        head: Head, **_: Any,
-    ):
+        head: Head,
+    ) -> None:
         super().__init__()
         self.head = head
         layers: list[nn.Module] = []
@@ -161,24 +190,60 @@ class WaveNetForecaster(nn.Module):
         return torch.arange(seq_len)
 
 
+# ----------------------------------------------------------------------------- builders
+# (validated hparams, info) -> module. They read only their model's own keys, so a model dir
+# written when every forecaster shared one bag of hparams still builds.
+def build_linear(hp: dict[str, Any], info: dict[str, Any]) -> nn.Module:
+    n_features, horizon, seq_len = dims(info)
+    return LinearForecaster(seq_len, n_features, horizon)
+
+
+def build_recurrent(cell: str, hp: dict[str, Any], info: dict[str, Any]) -> nn.Module:
+    n_features, horizon, _ = dims(info)
+    return RecurrentForecaster(cell, n_features, horizon, int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"]),
+                               hp["head"])
+
+
+def build_conv_gru(hp: dict[str, Any], info: dict[str, Any]) -> nn.Module:
+    n_features, horizon, _ = dims(info)
+    return ConvGRUForecaster(n_features, horizon, int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"]),
+                             hp["head"])
+
+
+def build_wavenet(hp: dict[str, Any], info: dict[str, Any]) -> nn.Module:
+    n_features, horizon, _ = dims(info)
+    return WaveNetForecaster(n_features, horizon, int(hp["hidden"]), int(hp["kernel_size"]), list(hp["dilations"]),
+                             float(hp["dropout"]), hp["head"])
+
+
+# ----------------------------------------------------------------------------- the zoo
+# Default search spaces (ModelSpec.space), the ones params.yaml searches for synthetic; the
+# params files give every task its own.
+LR = {"lr": {"loguniform": [1e-3, 2e-2]}}
+SIZED = {**LR, "hidden": {"choice": [20, 32]}}
+
+MODELS = zoo(
+    ModelSpec("linear", LinearHParams, build_linear, LR, doc="flattened window -> one dense layer (book rows 2, 8)"),
+    ModelSpec("rnn", RecurrentHParams, partial(build_recurrent, "rnn"), SIZED,
+              doc="stacked SimpleRNN (book rows 5, 9, 10)"),
+    ModelSpec("lstm", RecurrentHParams, partial(build_recurrent, "lstm"), SIZED, doc="stacked LSTM (book row 14)"),
+    ModelSpec("gru", RecurrentHParams, partial(build_recurrent, "gru"), SIZED, doc="stacked GRU (book row 15)"),
+    ModelSpec("ln_rnn", RecurrentHParams, partial(build_recurrent, "ln_rnn"), SIZED,
+              doc="LayerNorm SimpleRNN cells (book row 12)"),
+    ModelSpec("conv_gru", RecurrentHParams, build_conv_gru, SIZED, doc="Conv1D(k4, s2) then GRUs (book row 16)"),
+    ModelSpec("wavenet", WaveNetHParams, build_wavenet, SIZED, doc="dilated causal convolutions (book row 17)"),
+)
+
 def build(hparams: dict[str, Any], info: dict[str, Any]) -> nn.Module:
-    """hparams (validated) + data info (features, horizon, seq_len) -> an initialised module."""
-    hp = {**hparams, "n_features": len(info["features"]), "horizon": int(info["horizon"]), "seq_len": int(info["seq_len"])}
-    name = hp["model"]
-    if name == "linear":
-        return LinearForecaster(**hp)
-    if name in ("rnn", "lstm", "gru", "ln_rnn"):
-        return RecurrentForecaster(cell=name, **hp)
-    if name == "conv_gru":
-        return ConvGRUForecaster(**hp)
-    if name == "wavenet":
-        return WaveNetForecaster(**hp)
-    raise ConfigError(f"forecaster: unknown model {name!r}")
+    """hparams (validated; `model` names the model) + data info (features, horizon, seq_len) -> an
+    initialised module (PyTorch's default init, drawn from the global RNG)."""
+    name = hparams["model"]
+    if name not in MODELS:
+        raise ConfigError(f"forecaster: unknown model {name!r} (known: {', '.join(MODELS)})")
+    return MODELS[name].build(hparams, info)
 
 
-ZOO = ("linear", "rnn", "lstm", "gru", "ln_rnn", "conv_gru", "wavenet")
-
-
+# ----------------------------------------------------------------------------- reading the output
 def forecast(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """All-at-once forecast, (batch, horizon): the seq2vec output, or a seq2seq model's last step."""
     out = model(x)
@@ -195,37 +260,3 @@ def forecast_iterative(model: nn.Module, x: torch.Tensor, steps: int) -> torch.T
         preds.append(y)
         x = torch.cat([x, y[:, :, None]], dim=1)
     return torch.cat(preds, dim=1)
-
-
-# ----------------------------------------------------------------------------- baselines (no training)
-def naive(x: np.ndarray, horizon: int) -> np.ndarray:
-    """Repeat the last observed target value (book rows 1 and 7)."""
-    return np.repeat(x[:, -1:, 0], horizon, axis=1)
-
-
-def seasonal_naive(x: np.ndarray, horizon: int, period: int) -> np.ndarray:
-    """Value one season earlier: y[T+h] = x[T+h-period*ceil((h+1)/period)]."""
-    T = x.shape[1]
-    idx = [T + h - period * ((h // period) + 1) for h in range(horizon)]
-    return x[:, idx, 0]
-
-
-def sarima_forecasts(
-    history: np.ndarray, origins: list[int], horizon: int, order=(1, 0, 0), seasonal_order=(0, 1, 1, 7)
-) -> np.ndarray:
-    """SARIMA reference (statsmodels): fit once on the history before the first origin, then
-    extend the state to each origin with fixed parameters and forecast `horizon` steps."""
-    from statsmodels.tsa.statespace.sarimax import SARIMAX
-
-    first = origins[0]
-    fit = SARIMAX(history[:first], order=order, seasonal_order=seasonal_order).fit(disp=False)
-    out = np.empty((len(origins), horizon))
-    for i, origin in enumerate(origins):
-        res = fit.apply(history[:origin])
-        out[i] = res.forecast(horizon)
-    return out
-
-
-def unwrap_step_index(model: nn.Module, seq_len: int) -> torch.Tensor:
-    """Which input steps a seq2seq output row forecasts from (DDP wraps the module)."""
-    return getattr(model, "module", model).step_index(seq_len)

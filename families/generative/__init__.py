@@ -1,28 +1,36 @@
 """The generative family (book ch. 17): autoencoders, the VAE and the DCGAN on Fashion-MNIST.
 
-Two tasks, two registered models: `fashion-mnist` (a generator, tuned and promoted on FID) and
-`fashion-mnist-autoencoder` (an autoencoder, on reconstruction MSE). POST /generative/reconstruct
-with task "fashion-mnist" is answered by the autoencoder champion (Route.task_map).
+Two tasks, two registered models: `fashion-mnist` (a generator: vae or dcgan, tuned and promoted
+on FID) and `fashion-mnist-autoencoder` (any model that reconstructs, on reconstruction MSE).
+POST /generative/reconstruct with task "fashion-mnist" is answered by the autoencoder champion
+(Route.task_map).
+
+Modules by stage: data (ingest, prepare), classifier (the FID feature extractor prepare trains),
+fid (the distance), models (the zoo), train (datasets, losses, the loops), evaluate, serve.
 """
 
-from components.family import Family, Route
-from families.generative import data, models, task
+from components.family import Family, Metric, Route
+from families.generative import data, evaluate, models, serve, train
+from families.generative.data import AUTOENCODER_TASK, GENERATOR_TASK
 
 FAMILY = Family(
     name="generative",
     tasks=data.TASKS,
     ingest=data.ingest,
     prepare=data.prepare,
-    validate_hparams=models.validate_hparams,
-    train_loop=task.train_loop,
-    evaluate=task.evaluate,
-    predictor=task.Predictor,
-    metrics=task.METRICS,
+    models=models.MODELS,
+    loop=train.loop,
+    evaluate=evaluate.evaluate,
+    predictor=serve.Predictor,
+    metrics={GENERATOR_TASK: Metric("fid", "min"), AUTOENCODER_TASK: Metric("mse", "min")},
     routes=(
-        Route("sample", task.SampleRequest, task.SampleResponse),
-        Route("reconstruct", task.ReconstructRequest, task.ReconstructResponse,
-              task_map={"fashion-mnist": "fashion-mnist-autoencoder"}),
+        Route("sample", serve.SampleRequest, serve.SampleResponse, method="sample_batch", tasks=(GENERATOR_TASK,)),
+        Route("reconstruct", serve.ReconstructRequest, serve.ReconstructResponse, method="reconstruct_batch",
+              tasks=(AUTOENCODER_TASK,), task_map={GENERATOR_TASK: AUTOENCODER_TASK}),
     ),
-    input_example=task.input_example,
-    check_task_model=task.check_task_model,
+    input_example=serve.input_example,
+    # The test split's bytes (and the FID classifier's, named test_fid_classifier.pt) are hashed
+    # anyway; these say how they are read: the image shape, the class names, and which features
+    # a test FID is measured on.
+    test_set_keys=("image_shape", "classes", "fid_features"),
 )

@@ -2,9 +2,9 @@
 
 Why our own classifier and not Inception: Inception weights are a download (none offline here),
 and Inception features of 28x28 grey clothes are a poor fit anyway. The classifier is part of the
-evaluation protocol, so `prepare` trains it (seeded) and stores it beside the splits it was
-trained on: it is versioned with the data, and every FID of a task is measured with the same
-features. FIDs measured with it are comparable with each other, not with published FIDs.
+evaluation protocol, so `prepare` trains it (seeded; classifier.py) and stores it beside the
+splits it was trained on: it is versioned with the data, and every FID of a task is measured with
+the same features. FIDs measured with it are comparable with each other, not with published FIDs.
 
 FID = |mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) over the 128-d penultimate features.
 It is biased upwards for small samples: compare FIDs computed on the same number of images.
@@ -17,10 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# The extractor itself lives in data.py: `prepare` trains it (and the prepare stage depends on data.py).
-from families.generative.data import (  # noqa: F401  (re-exported: fid.X is how callers name them)
-    CLASSIFIER_FILE, FEATURES, Classifier, ClassifierParams, as_tensor, batched, load_classifier, predict_classes,
-)
+from families.generative.classifier import Classifier, batched, predict_classes
 
 
 def features(classifier: Classifier, images: torch.Tensor) -> np.ndarray:

@@ -6,72 +6,113 @@ regulariser (sparsity, the VAE's KL term; 0 for the others), so the loss is alwa
 `mse(recon, x) + penalty` and every gradient flows through `forward` (what DDP needs).
 Images are (batch, 1, 28, 28) everywhere.
 
-The DCGAN is a container of a generator and a discriminator; its own loop lives in task.py.
+The DCGAN is a container of a generator and a discriminator; its own loop lives in train.py.
 
-New model: write the nn.Module, add it to `build` and ZOO, give it a search space in params.yaml.
+Which model does which task is declared once, in its ModelSpec's `tasks`: the generator task
+(`fashion-mnist`, judged on FID) takes the models that can sample new images (vae, dcgan); the
+autoencoder task takes every model that reconstructs (all but dcgan).
+
+New model: write the nn.Module, its hparams class and its ModelSpec in MODELS (constructor,
+default search space, tasks).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from components.config import ConfigError, validate_model
+from components.family import ModelSpec, zoo
+from families.generative.data import AUTOENCODER_TASK, GENERATOR_TASK
 
 SIDE = 28
 PIXELS = SIDE * SIDE
-ZOO = ("stacked", "tied", "conv", "denoising", "sparse_l1", "sparse_kl", "vae", "dcgan")
-GENERATORS = ("vae", "dcgan")  # models that can sample new images
-# The book's coding sizes (ml3): stacked/tied/denoising/conv 30, sparse 300, VAE 10, DCGAN 100.
-DEFAULT_CODINGS = {"stacked": 30, "tied": 30, "conv": 30, "denoising": 30, "sparse_l1": 300, "sparse_kl": 300,
-                   "vae": 10, "dcgan": 100}
 
 
+# ----------------------------------------------------------------------------- hyperparameters
 class HParams(BaseModel):
-    """Every generative knob, validated: a typo or a bad value names its key."""
+    """What every generative model takes: the optimiser's rate and schedule, the batch, the init."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["stacked", "tied", "conv", "denoising", "sparse_l1", "sparse_kl", "vae", "dcgan"]
-    hidden: int = Field(100, gt=0, le=2048, description="first hidden layer of the dense nets (VAE: 150)")
-    codings: int | None = Field(None, gt=0, le=1024, description="coding / latent size; None: the book's")
-    noise: Literal["gaussian", "dropout"] = Field("dropout", description="denoising: corruption kind")
-    noise_std: float = Field(0.2, gt=0, le=2, description="denoising gaussian: noise std")
-    dropout: float = Field(0.5, gt=0, lt=1, description="denoising dropout: drop rate")
-    l1: float = Field(1e-4, ge=0, le=1, description="sparse_l1: activity L1 weight")
-    kl_weight: float = Field(5e-3, ge=0, le=10, description="sparse_kl: KL weight")
-    kl_target: float = Field(0.1, gt=0, lt=1, description="sparse_kl: target mean activation")
     lr: float = Field(1e-3, gt=0, lt=1)
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="constant: a fixed rate, as the book's Keras fits; cosine: half-cosine decay over "
                                 "the run's epochs (both DCGAN optimisers too)")
     batch_size: int = Field(32, gt=0, le=4096)
-    beta1: float = Field(0.5, ge=0, lt=1, description="dcgan: Adam beta1 of both optimisers")
-    d_dropout: float = Field(0.4, ge=0, lt=1, description="dcgan: discriminator dropout")
-    fid_samples: int = Field(1000, ge=16, le=20000, description="generated images per validation FID")
-    clip_norm: float | None = Field(None, gt=0)
     init: Literal["glorot", "torch"] = Field(
         "glorot", description="glorot: Keras' Glorot-uniform weights + zero biases (the book's); torch: PyTorch defaults")
 
 
-def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
-    hp = validate_model(HParams, raw, "generative hparams")
-    out = hp.model_dump()
-    if out["codings"] is None:
-        out["codings"] = DEFAULT_CODINGS[hp.model]
-    if hp.model == "vae" and "hidden" not in raw:
-        out["hidden"] = 150
-    return out
+def fid_samples_field() -> Any:
+    """The generators' knob: how many images each epoch's validation FID is measured on."""
+    return Field(1000, ge=16, le=20000, description="generated images per validation FID")
+
+
+class AutoencoderHParams(HParams):
+    """The autoencoders train in the supervised loop (components.train.run_supervised)."""
+
+    codings: int = Field(30, gt=0, le=1024, description="coding size (the book's: 30)")
+    clip_norm: float | None = Field(None, gt=0)
+
+
+class DenseHParams(AutoencoderHParams):
+    hidden: int = Field(100, gt=0, le=2048, description="first hidden layer")
+
+
+class StackedHParams(DenseHParams):
+    """stacked: 784-100-30 / 30-100-784."""
+
+
+class TiedHParams(DenseHParams):
+    """tied: the stacked shape, the decoder reusing the encoder's weights."""
+
+
+class ConvHParams(AutoencoderHParams):
+    """conv: convolutional encoder and decoder (no dense hidden layer)."""
+
+
+class DenoisingHParams(DenseHParams):
+    """denoising: the stacked AE fed corrupted images while training."""
+
+    noise: Literal["gaussian", "dropout"] = Field("dropout", description="corruption kind")
+    noise_std: float = Field(0.2, gt=0, le=2, description="gaussian: noise std")
+    dropout: float = Field(0.5, gt=0, lt=1, description="dropout: drop rate")
+
+
+class SparseL1HParams(DenseHParams):
+    codings: int = Field(300, gt=0, le=1024, description="coding size (the book's: 300)")
+    l1: float = Field(1e-4, ge=0, le=1, description="activity L1 weight")
+
+
+class SparseKLHParams(DenseHParams):
+    codings: int = Field(300, gt=0, le=1024, description="coding size (the book's: 300)")
+    kl_weight: float = Field(5e-3, ge=0, le=10, description="KL weight")
+    kl_target: float = Field(0.1, gt=0, lt=1, description="target mean activation")
+
+
+class VAEHParams(DenseHParams):
+    hidden: int = Field(150, gt=0, le=2048, description="first hidden layer (the book's: 150)")
+    codings: int = Field(10, gt=0, le=1024, description="latent size (the book's: 10)")
+    fid_samples: int = fid_samples_field()
+
+
+class DCGANHParams(HParams):
+    """dcgan: its own two-optimiser loop (train.py), so no clip_norm."""
+
+    codings: int = Field(100, gt=0, le=1024, description="latent size (the book's: 100)")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both optimisers")
+    d_dropout: float = Field(0.4, ge=0, lt=1, description="discriminator dropout")
+    fid_samples: int = fid_samples_field()
 
 
 # ----------------------------------------------------------------------------- autoencoders
 class Autoencoder(nn.Module):
     """Base: `encode`, `decode`, optional input corruption (training only) and coding penalty."""
-
-    can_sample = False
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -94,7 +135,7 @@ class Stacked(Autoencoder):
     """784-100-30 / 30-100-784 (ml3 [30]); with `noise` it is the denoising AE (ml3 [66])."""
 
     def __init__(self, hidden: int = 100, codings: int = 30, noise: str | None = None, noise_std: float = 0.2,
-                 dropout: float = 0.5, **_: Any) -> None:
+                 dropout: float = 0.5) -> None:
         super().__init__()
         self.noise, self.noise_std = noise, noise_std
         self.drop = nn.Dropout(dropout)
@@ -119,7 +160,7 @@ class Stacked(Autoencoder):
 class Tied(Autoencoder):
     """Tied weights (ml3 [44], DenseTranspose): the decoder reuses the encoder's W^T, own biases."""
 
-    def __init__(self, hidden: int = 100, codings: int = 30, **_: Any) -> None:
+    def __init__(self, hidden: int = 100, codings: int = 30) -> None:
         super().__init__()
         self.enc1, self.enc2 = nn.Linear(PIXELS, hidden), nn.Linear(hidden, codings)
         self.dec_bias1 = nn.Parameter(torch.zeros(hidden))
@@ -137,7 +178,7 @@ class Conv(Autoencoder):
     """ml3 [57]: Conv 16/32/64 + max-pools -> 3x3x64 -> Conv 30 -> global average pool (30);
     decoder Dense(3*3*16) -> ConvT 32 (valid, 7x7) -> ConvT 16 (14x14) -> ConvT 1 (28x28)."""
 
-    def __init__(self, codings: int = 30, **_: Any) -> None:
+    def __init__(self, codings: int = 30) -> None:
         super().__init__()
 
         def block(i: int, o: int) -> list[nn.Module]:
@@ -169,7 +210,7 @@ class Sparse(Autoencoder):
     """
 
     def __init__(self, kind: str, hidden: int = 100, codings: int = 300, l1: float = 1e-4, kl_weight: float = 5e-3,
-                 kl_target: float = 0.1, **_: Any) -> None:
+                 kl_target: float = 0.1) -> None:
         super().__init__()
         self.kind, self.l1, self.kl_weight, self.kl_target = kind, l1, kl_weight, kl_target
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, hidden), nn.ReLU(), nn.Linear(hidden, codings), nn.Sigmoid())
@@ -204,9 +245,7 @@ class VAE(Autoencoder):
     book's scaling, since the MSE is a per-pixel mean). Training samples z; eval mode uses z = mu
     unless `sample=True` (the book's val_loss samples)."""
 
-    can_sample = True
-
-    def __init__(self, hidden: int = 150, codings: int = 10, **_: Any) -> None:
+    def __init__(self, hidden: int = 150, codings: int = 10) -> None:
         super().__init__()
         inner = max(1, (hidden * 2) // 3)  # 150 -> 100, the book's second layer
         self.codings = codings
@@ -263,9 +302,7 @@ class Discriminator(nn.Module):
 class DCGAN(nn.Module):
     """Both nets in one module, so one state_dict (weights.pt) holds the whole GAN."""
 
-    can_sample = True
-
-    def __init__(self, codings: int = 100, d_dropout: float = 0.4, **_: Any) -> None:
+    def __init__(self, codings: int = 100, d_dropout: float = 0.4) -> None:
         super().__init__()
         self.codings = codings
         self.generator = Generator(codings)
@@ -275,7 +312,7 @@ class DCGAN(nn.Module):
         return self.generator(z)
 
 
-# ----------------------------------------------------------------------------- building + sampling
+# ----------------------------------------------------------------------------- the zoo
 def glorot_init(model: nn.Module) -> nn.Module:
     """Keras' defaults (what the book's numbers were trained from): Glorot-uniform kernels, zero
     biases. Measured here: stacked AE, 5 epochs on 20k images, val MSE 0.0162 vs 0.0176 with
@@ -288,39 +325,90 @@ def glorot_init(model: nn.Module) -> nn.Module:
     return model
 
 
+def initialised(make: Callable[[dict[str, Any]], nn.Module], hp: dict[str, Any],
+                info: dict[str, Any] | None = None) -> nn.Module:
+    """A ModelSpec's build: the module `make(hp)` makes, with the init hp asks for (Glorot or PyTorch's)."""
+    model = make(hp)
+    return glorot_init(model) if hp.get("init", "torch") == "glorot" else model
+
+
+def _stacked(hp: dict[str, Any]) -> nn.Module:
+    return Stacked(hp["hidden"], hp["codings"])
+
+
+def _tied(hp: dict[str, Any]) -> nn.Module:
+    return Tied(hp["hidden"], hp["codings"])
+
+
+def _conv(hp: dict[str, Any]) -> nn.Module:
+    return Conv(hp["codings"])
+
+
+def _denoising(hp: dict[str, Any]) -> nn.Module:
+    return Stacked(hp["hidden"], hp["codings"], noise=hp["noise"], noise_std=hp["noise_std"], dropout=hp["dropout"])
+
+
+def _sparse_l1(hp: dict[str, Any]) -> nn.Module:
+    return Sparse("sparse_l1", hp["hidden"], hp["codings"], l1=hp["l1"])
+
+
+def _sparse_kl(hp: dict[str, Any]) -> nn.Module:
+    return Sparse("sparse_kl", hp["hidden"], hp["codings"], kl_weight=hp["kl_weight"], kl_target=hp["kl_target"])
+
+
+def _vae(hp: dict[str, Any]) -> nn.Module:
+    return VAE(hp["hidden"], hp["codings"])
+
+
+def _dcgan(hp: dict[str, Any]) -> nn.Module:
+    return DCGAN(hp["codings"], hp["d_dropout"])
+
+
+def _lr(low: float, high: float) -> dict[str, dict[str, Any]]:
+    return {"lr": {"loguniform": [low, high]}}
+
+
+def _spec(name: str, hparams: type[HParams], make: Callable[[dict[str, Any]], nn.Module],
+          space: dict[str, dict[str, Any]], tasks: tuple[str, ...], doc: str) -> ModelSpec:
+    return ModelSpec(name, hparams, functools.partial(initialised, make), space=space, tasks=tasks, doc=doc)
+
+
+AE_ONLY, BOTH = (AUTOENCODER_TASK,), (GENERATOR_TASK, AUTOENCODER_TASK)
+MODELS = zoo(
+    _spec("stacked", StackedHParams, _stacked, _lr(5e-4, 5e-3), AE_ONLY, "784-100-30 dense autoencoder (ml3 [30])"),
+    _spec("tied", TiedHParams, _tied, _lr(5e-4, 5e-3), AE_ONLY, "tied weights (ml3 [44])"),
+    _spec("conv", ConvHParams, _conv, _lr(3e-4, 3e-3), AE_ONLY, "convolutional autoencoder (ml3 [57])"),
+    _spec("denoising", DenoisingHParams, _denoising, {**_lr(5e-4, 5e-3), "noise": {"choice": ["gaussian", "dropout"]}},
+          AE_ONLY, "denoising autoencoder (ml3 [66])"),
+    _spec("sparse_l1", SparseL1HParams, _sparse_l1, {**_lr(3e-4, 3e-3), "l1": {"loguniform": [1e-5, 1e-3]}},
+          AE_ONLY, "sparse autoencoder, L1 activity penalty (ml3 [71])"),
+    _spec("sparse_kl", SparseKLHParams, _sparse_kl, {**_lr(5e-4, 5e-3), "kl_weight": {"loguniform": [1e-3, 2e-2]}},
+          AE_ONLY, "sparse autoencoder, KL sparsity penalty (ml3 [76])"),
+    _spec("vae", VAEHParams, _vae, _lr(5e-4, 3e-3), BOTH, "variational autoencoder (ml3 [81]): reconstructs and samples"),
+    _spec("dcgan", DCGANHParams, _dcgan, _lr(2e-4, 1e-3), (GENERATOR_TASK,),
+          "DCGAN (ml3 [104]): samples new images, cannot reconstruct"),
+)
+
+
 def build(hparams: dict[str, Any], info: dict[str, Any] | None = None) -> nn.Module:
-    """hparams (validated) -> an initialised module (Glorot or PyTorch's default init)."""
-    hp = dict(hparams)
-    init = hp.pop("init", "torch")
-    model = _build(hp)
-    return glorot_init(model) if init == "glorot" else model
+    """hparams (validated, with "model") -> that model's initialised module."""
+    return MODELS[hparams["model"]].build(hparams, info)
 
 
-def _build(hp: dict[str, Any]) -> nn.Module:
-    name = hp.pop("model")
-    if name in ("stacked", "denoising"):
-        return Stacked(**{**hp, "noise": hp["noise"] if name == "denoising" else None})
-    if name == "tied":
-        return Tied(**hp)
-    if name == "conv":
-        return Conv(**hp)
-    if name in ("sparse_l1", "sparse_kl"):
-        return Sparse(name, **hp)
-    if name == "vae":
-        return VAE(**hp)
-    if name == "dcgan":
-        return DCGAN(**hp)
-    raise ConfigError(f"generative: unknown model {name!r} (known: {', '.join(ZOO)})")
+def declared_for(model: str, task: str) -> bool:
+    """Whether `model` is declared for `task` (ModelSpec.tasks)."""
+    return task in MODELS[model].tasks
 
 
-def can_sample(model: nn.Module) -> bool:
-    return bool(getattr(model, "can_sample", False))
+def can_sample(model: str) -> bool:
+    return declared_for(model, GENERATOR_TASK)
 
 
-def can_reconstruct(model: nn.Module) -> bool:
-    return isinstance(model, Autoencoder)
+def can_reconstruct(model: str) -> bool:
+    return declared_for(model, AUTOENCODER_TASK)
 
 
+# ----------------------------------------------------------------------------- sampling
 def latent_size(model: nn.Module) -> int:
     return int(model.codings)
 

@@ -1,69 +1,27 @@
-"""The translator zoo (book ch. 16): RNN encoder-decoder, + attention (Luong, Bahdanau), Transformer,
-and the two decoders every model shares: greedy and beam search.
+"""The translator zoo (book ch. 16): RNN encoder-decoder, + attention (Luong, Bahdanau), Transformer.
 
-Every model speaks one small interface, so decoding is written once:
+Every model speaks one small interface, so decoding (decode.py) is written once:
 - `forward(src, tgt_in) -> logits (B, T, V)`: teacher forcing (tgt_in = BOS + target);
 - `encode(src) -> enc` (a dict of batch-first tensors), `init_state(enc) -> state`,
 - `step(enc, state, prev) -> (log_probs (B, V), state, attention (B, S) or None)`: one decoder step.
 States and encodings are dicts of batch-first tensors, so beam search reorders them with one
-`index_select` (`select`). Token ids: PAD 0, BOS 1, EOS 2, UNK 3 on both sides.
+`index_select`. Token ids: PAD 0, BOS 1, EOS 2, UNK 3 on both sides.
 
-New model: write the nn.Module with that interface, add it to `build`, give it a search space in
-params.yaml.
+New model: write the nn.Module with that interface, and declare it once at the bottom of this
+file (its hparams class, its constructor from (hparams, info), its default search space).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
-from components.config import ConfigError, validate_model
-from families.translator.data import BOS, EOS, PAD
-
-ZOO = ("seq2seq", "attention", "transformer")
-
-
-class HParams(BaseModel):
-    """Every translator knob, validated: a typo or a bad value names its key."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: Literal["seq2seq", "attention", "transformer"]
-    cell: Literal["gru", "lstm"] = "gru"
-    bidirectional: bool = False
-    attention: Literal["luong", "bahdanau"] = "luong"
-    layers: int = Field(1, gt=0, le=6)
-    emb_dim: int = Field(32, gt=0, le=1024)
-    hidden: int = Field(128, gt=0, le=2048)
-    heads: int = Field(4, gt=0, le=16)
-    ff_dim: int = Field(256, gt=0, le=8192)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    lr: float = Field(1e-3, gt=0, lt=1)
-    batch_size: int = Field(32, gt=0, le=4096)
-    clip_norm: float | None = Field(1.0, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    val_batch_size: int = Field(500, gt=0, le=8192)
-
-
-def validate_hparams(raw: dict[str, Any]) -> dict[str, Any]:
-    hp = validate_model(HParams, raw, "translator hparams")
-    if hp.model == "transformer" and hp.hidden % hp.heads:
-        raise ConfigError(f"translator hparams: heads: hidden ({hp.hidden}) must be divisible by heads ({hp.heads})")
-    return hp.model_dump()
-
-
-def select(obj: Any, idx: torch.Tensor) -> Any:
-    """Reorder/duplicate the batch dimension of every tensor in a (nested) dict."""
-    if isinstance(obj, torch.Tensor):
-        return obj.index_select(0, idx)
-    if isinstance(obj, dict):
-        return {k: select(v, idx) for k, v in obj.items()}
-    return obj
+from components.family import ModelSpec, zoo
+from families.translator.data import PAD
 
 
 def lengths(ids: torch.Tensor) -> torch.Tensor:
@@ -143,7 +101,7 @@ class RNNSeq2Seq(nn.Module):
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, layers: int, cell: str,
-                 bidirectional: bool, dropout: float, attention: str | None, **_: Any) -> None:
+                 bidirectional: bool, dropout: float, attention: str | None) -> None:
         super().__init__()
         self.encoder = RNNEncoder(src_vocab, emb_dim, hidden, layers, cell, bidirectional, dropout)
         self.cell, self.attention_kind = cell, attention
@@ -292,7 +250,7 @@ class TransformerSeq2Seq(nn.Module):
     padding masks on every attention, a causal mask on decoder self-attention."""
 
     def __init__(self, src_vocab: int, tgt_vocab: int, hidden: int, heads: int, ff_dim: int, layers: int,
-                 dropout: float, max_len: int = 512, **_: Any) -> None:
+                 dropout: float, max_len: int = 512) -> None:
         super().__init__()
         self.dim = hidden
         self.src_embed = nn.Embedding(src_vocab, hidden, padding_idx=PAD)
@@ -341,157 +299,86 @@ class TransformerSeq2Seq(nn.Module):
         return self.out(self.norm(x))[:, 0].log_softmax(-1), new, weights[:, 0]
 
 
+# ----------------------------------------------------------------------------- the zoo
+class TrainHParams(BaseModel):
+    """What every translator takes: the model's size knobs shared by all, and the training knobs
+    (read by the shared supervised loop). A typo or a bad value names its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layers: int = Field(1, gt=0, le=6)
+    hidden: int = Field(128, gt=0, le=2048)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0, lt=1)
+    batch_size: int = Field(32, gt=0, le=4096)
+    clip_norm: float | None = Field(1.0, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    val_batch_size: int = Field(500, gt=0, le=8192)
+
+
+class Seq2SeqHParams(TrainHParams):
+    """RNN encoder-decoder: the decoder starts from the encoder's final state."""
+
+    cell: Literal["gru", "lstm"] = "gru"
+    bidirectional: bool = False
+    emb_dim: int = Field(32, gt=0, le=1024)
+
+
+class AttentionHParams(Seq2SeqHParams):
+    """RNN encoder-decoder whose decoder attends over the encoder outputs."""
+
+    attention: Literal["luong", "bahdanau"] = "luong"
+
+
+class TransformerHParams(TrainHParams):
+    """Transformer encoder-decoder; `hidden` is the model width (embeddings included)."""
+
+    heads: int = Field(4, gt=0, le=16)
+    ff_dim: int = Field(256, gt=0, le=8192)
+
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide_hidden(cls, heads: int, info: ValidationInfo) -> int:
+        hidden = info.data.get("hidden")
+        if hidden is not None and hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+        return heads
+
+
+def _rnn(hp: dict[str, Any], info: dict[str, Any], attention: str | None) -> RNNSeq2Seq:
+    return RNNSeq2Seq(int(info["src_vocab"]), int(info["tgt_vocab"]), emb_dim=hp["emb_dim"], hidden=hp["hidden"],
+                      layers=hp["layers"], cell=hp["cell"], bidirectional=hp["bidirectional"], dropout=hp["dropout"],
+                      attention=attention)
+
+
+def build_seq2seq(hp: dict[str, Any], info: dict[str, Any]) -> RNNSeq2Seq:
+    return _rnn(hp, info, None)
+
+
+def build_attention(hp: dict[str, Any], info: dict[str, Any]) -> RNNSeq2Seq:
+    return _rnn(hp, info, hp["attention"])
+
+
+def build_transformer(hp: dict[str, Any], info: dict[str, Any]) -> TransformerSeq2Seq:
+    # positions for the longest source/target seen in training, with room for longer requests
+    max_len = max(int(info["max_src_len"]), int(info["max_tgt_len"])) * 2 + 16
+    return TransformerSeq2Seq(int(info["src_vocab"]), int(info["tgt_vocab"]), hidden=hp["hidden"], heads=hp["heads"],
+                              ff_dim=hp["ff_dim"], layers=hp["layers"], dropout=hp["dropout"], max_len=max_len)
+
+
+MODELS = zoo(
+    ModelSpec("seq2seq", Seq2SeqHParams, build_seq2seq,
+              space={"hidden": {"choice": [64, 128, 256]}, "lr": {"loguniform": [5e-4, 3e-3]}},
+              doc="(bi)GRU/LSTM encoder-decoder without attention (book ml3 [92]-[108])"),
+    ModelSpec("attention", AttentionHParams, build_attention,
+              space={"hidden": {"choice": [64, 128, 256]}, "lr": {"loguniform": [5e-4, 3e-3]}},
+              doc="RNN encoder-decoder with Luong or Bahdanau attention (book [118])"),
+    ModelSpec("transformer", TransformerHParams, build_transformer,
+              space={"lr": {"loguniform": [3e-4, 1e-3]}, "dropout": {"uniform": [0.0, 0.2]}},
+              doc="pre-norm Transformer encoder-decoder, sinusoidal positions"),
+)
+
+
 def build(hparams: dict[str, Any], info: dict[str, Any]) -> nn.Module:
-    """hparams (validated) + data info (vocab sizes, lengths) -> an initialised module."""
-    hp = {**hparams, "src_vocab": int(info["src_vocab"]), "tgt_vocab": int(info["tgt_vocab"])}
-    name = hp["model"]
-    if name == "transformer":
-        max_len = max(int(info["max_src_len"]), int(info["max_tgt_len"])) * 2 + 16
-        return TransformerSeq2Seq(**{**hp, "max_len": max_len})
-    if name in ("seq2seq", "attention"):
-        return RNNSeq2Seq(**{**hp, "attention": hp["attention"] if name == "attention" else None})
-    raise ConfigError(f"translator: unknown model {name!r}")
-
-
-# ----------------------------------------------------------------------------- decoding
-@dataclass
-class Hypothesis:
-    """One decoded output: token ids (without BOS/EOS), summed log-prob, length-normalised score
-    (log-prob per emitted token incl. EOS; what beams are ranked by), attention (steps x source)."""
-
-    tokens: list[int]
-    logprob: float
-    score: float
-    attention: list[list[float]] | None = None
-
-
-def _hyp(tokens: list[int], logprob: float, ended: bool, attention: torch.Tensor | None) -> Hypothesis:
-    n = len(tokens) + (1 if ended else 0)
-    att = None if attention is None else attention[:n].tolist()
-    return Hypothesis(tokens, float(logprob), float(logprob) / max(n, 1), att)
-
-
-def _step(model: nn.Module, enc: dict, state: Any, prev: torch.Tensor):
-    """One decoder step with PAD and BOS ruled out as outputs (log-probs stay the model's own)."""
-    lp, state, w = model.step(enc, state, prev)
-    lp = lp.clone()
-    lp[:, PAD] = float("-inf")
-    lp[:, BOS] = float("-inf")
-    return lp, state, w
-
-
-@torch.no_grad()
-def greedy_decode(model: nn.Module, src: torch.Tensor, max_len: int, attention: bool = False) -> list[Hypothesis]:
-    """Batched argmax decoding until EOS or max_len."""
-    enc = model.encode(src)
-    state = model.init_state(enc)
-    B = src.shape[0]
-    prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
-    out = torch.zeros(B, 0, dtype=torch.long, device=src.device)
-    logp = torch.zeros(B, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    att: list[torch.Tensor] = []
-    for _ in range(max_len):
-        lp, state, w = _step(model, enc, state, prev)
-        best, tok = lp.max(-1)
-        logp += torch.where(done, torch.zeros_like(best), best)
-        tok = torch.where(done, torch.full_like(tok, PAD), tok)
-        out = torch.cat([out, tok[:, None]], 1)
-        if attention and w is not None:
-            att.append(w)
-        done |= tok == EOS
-        prev = tok
-        if bool(done.all()):
-            break
-    att_t = torch.stack(att, 1) if att else None
-    hyps = []
-    for b in range(B):
-        row = out[b].tolist()
-        ended = EOS in row
-        tokens = row[: row.index(EOS)] if ended else [t for t in row if t != PAD]
-        hyps.append(_hyp(tokens, float(logp[b]), ended, None if att_t is None else att_t[b]))
-    return hyps
-
-
-@torch.no_grad()
-def beam_search(model: nn.Module, src: torch.Tensor, beam_width: int, max_len: int, attention: bool = False
-                ) -> list[list[Hypothesis]]:
-    """Batched beam search; per input, up to `beam_width` hypotheses sorted by length-normalised score.
-
-    Each step every live beam is extended by every token; of the best 2k candidates, those that end
-    (EOS) within the top k are finished, the best k that do not end live on (so k=1 is greedy). An
-    input stops when it holds k finished hypotheses; at max_len the live beams count as unfinished.
-    """
-    k = beam_width
-    B = src.shape[0]
-    dev = src.device
-    enc = model.encode(src)
-    enc = select(enc, torch.arange(B, device=dev).repeat_interleave(k))
-    state = model.init_state(enc)
-    scores = torch.full((B, k), float("-inf"), device=dev)
-    scores[:, 0] = 0.0
-    seqs = torch.zeros(B * k, 0, dtype=torch.long, device=dev)
-    att = None  # (B*k, t, S)
-    prev = torch.full((B * k,), BOS, dtype=torch.long, device=dev)
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    active = [True] * B
-    for t in range(max_len):
-        lp, state, w = _step(model, enc, state, prev)
-        V = lp.shape[-1]
-        cand = (scores.view(-1, 1) + lp).view(B, k * V)
-        top_scores, top_idx = cand.topk(min(2 * k, k * V), dim=1)
-        next_rows, next_tok, next_scores = [], [], []
-        for b in range(B):
-            rows, toks, scs = [], [], []
-            for rank, (s, i) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
-                if len(rows) == k:
-                    break
-                beam, tok = divmod(i, V)
-                row = b * k + beam
-                if s == float("-inf"):
-                    continue
-                if tok == EOS:
-                    if active[b] and rank < k:
-                        a = None
-                        if attention and w is not None:
-                            before = att[row] if att is not None else w.new_zeros(0, w.shape[1])
-                            a = torch.cat([before, w[row][None]], 0)
-                        finished[b].append(_hyp(seqs[row].tolist(), s, True, a))
-                    continue
-                rows.append(row)
-                toks.append(tok)
-                scs.append(s)
-            while len(rows) < k:  # pad with dead beams
-                rows.append(b * k)
-                toks.append(PAD)
-                scs.append(float("-inf"))
-            if active[b] and len(finished[b]) >= k:
-                active[b] = False
-            if not active[b]:
-                scs = [float("-inf")] * k
-            next_rows += rows
-            next_tok += toks
-            next_scores += scs
-        idx = torch.tensor(next_rows, device=dev)
-        tok_t = torch.tensor(next_tok, device=dev)
-        seqs = torch.cat([seqs.index_select(0, idx), tok_t[:, None]], 1)
-        if attention and w is not None:
-            step_w = w.index_select(0, idx)[:, None]
-            att = step_w if att is None else torch.cat([att.index_select(0, idx), step_w], 1)
-        state = select(state, idx)
-        scores = torch.tensor(next_scores, device=dev).view(B, k)
-        prev = tok_t
-        if not any(active):
-            break
-    for b in range(B):
-        if len(finished[b]) < k:
-            order = scores[b].argsort(descending=True).tolist()
-            for j in order:
-                s = float(scores[b, j])
-                if s == float("-inf") or len(finished[b]) >= k:
-                    continue
-                row = b * k + j
-                finished[b].append(_hyp(seqs[row].tolist(), s, False, att[row] if att is not None else None))
-        finished[b].sort(key=lambda h: h.score, reverse=True)
-        finished[b] = finished[b][:k]
-    return finished
+    """hparams (validated, with "model") + data info (vocab sizes, lengths) -> an initialised module."""
+    return MODELS[hparams["model"]].build(hparams, info)

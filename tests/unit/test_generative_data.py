@@ -1,4 +1,5 @@
-"""Generative data: IDX parsing (errors name the file), ingest, the book's split, the FID classifier.
+"""Generative data: IDX parsing (errors name the file), ingest, the book's split, the FID classifier
+prepare trains.
 
 The fixture writes sklearn's digits (upscaled to 28x28) as the four IDX files, so these tests
 need neither the Debian package nor more than a second of CPU.
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 
 from components.config import ConfigError
-from components.data import DataError, read_json
-from families.generative import data, fid
+from components.data import DataError, read_json, write_json
+from families.generative import classifier, data
 
 TEST_COUNT = 300
 
@@ -114,19 +115,19 @@ def test_prepare_autoencoder_splits_like_the_book(raw: Path, tmp_path: Path) -> 
     full = data.read_idx(raw / data.FILES["train_images"])
     val_x, _ = data.load_split(tmp_path, "val")
     assert np.array_equal(val_x, full[-200:])  # val = the last images of the training file
-    assert not (tmp_path / fid.CLASSIFIER_FILE).exists()
+    assert not (tmp_path / classifier.CLASSIFIER_FILE).exists()
     assert sorted(p.name for p in tmp_path.glob("test*")) == ["test_x.npy", "test_y.npy"]
 
 
 def test_prepare_generator_trains_the_fid_classifier(raw: Path, tmp_path: Path) -> None:
     info = data.prepare("fashion-mnist", TINY_PREPARE, raw, tmp_path, 42)
     assert info["counts"]["train"] == 400
-    assert info["fid_features"] == fid.FEATURES
+    assert info["fid_features"] == classifier.FEATURES
     # digits are easy: a seeded CNN on 1,000 of them must beat chance by far
     assert info["fid_classifier"]["test_accuracy"] > 0.6
     assert info["fid_classifier"]["train_images"] == 1000  # the whole book train split, not the 400 subsample
-    assert (tmp_path / fid.CLASSIFIER_FILE).is_file()
-    assert fid.load_classifier(tmp_path).head.out_features == 10
+    assert (tmp_path / classifier.CLASSIFIER_FILE).is_file()
+    assert classifier.load_classifier(tmp_path).head.out_features == 10
 
 
 def test_bad_prepare_params_name_the_key(raw: Path, tmp_path: Path) -> None:
@@ -145,3 +146,18 @@ def test_load_split_checks_the_arrays(tmp_path: Path) -> None:
         data.load_split(tmp_path, "val")
     with pytest.raises(DataError, match="train_x.npy: split not found"):
         data.load_split(tmp_path, "train")
+
+
+def test_test_set_fingerprint_reads_the_declared_keys_not_the_timings(raw: Path, tmp_path: Path) -> None:
+    from families.generative import FAMILY
+
+    info = data.prepare("fashion-mnist", TINY_PREPARE, raw, tmp_path, 42)
+    assert set(FAMILY.test_set_keys) <= set(info)
+    before = FAMILY.test_set_fingerprint(tmp_path)
+    info["fid_classifier"]["train_s"] += 1.0  # a timing: says nothing about the test set
+    info["counts"]["train"] += 1
+    write_json(tmp_path / "info.json", info)
+    assert FAMILY.test_set_fingerprint(tmp_path) == before
+    info["fid_features"] = "another-cnn"  # a test FID on other features is another measurement
+    write_json(tmp_path / "info.json", info)
+    assert FAMILY.test_set_fingerprint(tmp_path) != before

@@ -1,51 +1,114 @@
-"""The generative zoo: shapes of every model, hparam validation, penalties, FID sanity."""
+"""The generative zoo: shapes of every model, hparam validation (per model, per task), penalties, FID sanity."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from components.config import ConfigError
-from families.generative import fid, models
+from families.generative import FAMILY, fid, models
+
+GEN, AE = "fashion-mnist", "fashion-mnist-autoencoder"
+REPO = Path(__file__).resolve().parents[2]
+AUTOENCODERS = [m for m in models.MODELS if m != "dcgan"]
 
 
-@pytest.mark.parametrize("name", [m for m in models.ZOO if m != "dcgan"])
+def validate(raw: dict, task: str | None = None) -> dict:
+    return FAMILY.validate_hparams(raw, task)
+
+
+@pytest.mark.parametrize("name", AUTOENCODERS)
 def test_every_autoencoder_reconstructs_28x28(name: str) -> None:
     torch.manual_seed(0)
-    model = models.build(models.validate_hparams({"model": name}))
+    model = models.build(validate({"model": name}))
     x = torch.rand(3, 1, 28, 28)
     recon, penalty = model(x)
     assert recon.shape == (3, 1, 28, 28)
     assert penalty.shape == () and float(penalty.detach()) >= 0
-    assert models.can_reconstruct(model)
-    assert models.can_sample(model) == (name == "vae")
+    assert isinstance(model, models.Autoencoder)
+
+
+def test_the_tasks_each_model_is_declared_for() -> None:
+    assert [m for m in models.MODELS if models.can_sample(m)] == ["vae", "dcgan"]
+    assert [m for m in models.MODELS if models.can_reconstruct(m)] == AUTOENCODERS
+    for name in AUTOENCODERS:
+        assert validate({"model": name}, AE)["model"] == name
+    assert validate({"model": "vae"}, GEN)["model"] == "vae" and validate({"model": "dcgan"}, GEN)["model"] == "dcgan"
+
+
+@pytest.mark.parametrize("name, task", [("stacked", GEN), ("sparse_kl", GEN), ("dcgan", AE)])
+def test_a_model_that_cannot_do_the_task_is_refused(name: str, task: str) -> None:
+    with pytest.raises(ConfigError, match=rf"'{name}' cannot be trained for task '{task}'"):
+        validate({"model": name}, task)
 
 
 def test_book_coding_sizes_and_overrides() -> None:
-    assert models.validate_hparams({"model": "stacked"})["codings"] == 30
-    assert models.validate_hparams({"model": "sparse_kl"})["codings"] == 300
-    vae = models.validate_hparams({"model": "vae"})
+    expected = {"stacked": 30, "tied": 30, "conv": 30, "denoising": 30, "sparse_l1": 300, "sparse_kl": 300,
+                "vae": 10, "dcgan": 100}
+    assert {m: validate({"model": m})["codings"] for m in models.MODELS} == expected
+    vae = validate({"model": "vae"})
     assert (vae["codings"], vae["hidden"]) == (10, 150)
-    assert models.validate_hparams({"model": "conv", "codings": 16})["codings"] == 16
-    conv = models.build(models.validate_hparams({"model": "conv"}))
+    assert validate({"model": "vae", "hidden": 64})["hidden"] == 64
+    assert validate({"model": "stacked"})["hidden"] == 100
+    assert validate({"model": "conv", "codings": 16})["codings"] == 16
+    conv = models.build(validate({"model": "conv"}))
     assert conv.encode(torch.rand(2, 1, 28, 28)).shape == (2, 30)
+
+
+def test_each_model_keeps_only_its_own_keys() -> None:
+    shared = {"batch_size": 32, "fid_samples": 100, "noise": "gaussian", "beta1": 0.9, "kl_weight": 1e-2}
+    assert validate({"model": "stacked", **shared}) == {
+        "model": "stacked", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 32, "init": "glorot", "codings": 30,
+        "clip_norm": None, "hidden": 100}
+    assert validate({"model": "denoising", **shared})["noise"] == "gaussian"
+    dcgan = validate({"model": "dcgan", **shared})
+    assert (dcgan["beta1"], dcgan["fid_samples"]) == (0.9, 100) and "noise" not in dcgan and "clip_norm" not in dcgan
+    assert validate({"model": "sparse_kl", **shared})["kl_weight"] == 1e-2
+
+
+@pytest.mark.parametrize("profile", [None, "tiny", "full", "gpu", "cluster"])
+def test_every_params_key_and_search_space_is_valid(profile: str | None) -> None:
+    """The train hparams and every search space of params.yaml (+ each profile), for each task."""
+    from components import config
+    from components.tune import hparams_from_trial, representative_samples
+
+    params = config.load(REPO, profile)
+    for task in FAMILY.tasks:
+        tp = params.task("generative", task)
+        fixed = tp.tune.hparams  # the sweep's fixed values
+        for model in tp.tune.models:
+            validate({**tp.train.hparams, "model": model}, task)
+        for sample in representative_samples(tp.tune.models, tp.tune.search_space):
+            validate(hparams_from_trial(sample, fixed), task)
+
+
+def test_default_search_spaces_are_valid() -> None:
+    from components.config import SpaceSpec
+    from components.tune import hparams_from_trial, representative_samples
+
+    for name, spec in models.MODELS.items():
+        space = {key: SpaceSpec.model_validate(dist) for key, dist in spec.space.items()}
+        assert space, name
+        for sample in representative_samples([name], {name: space}):
+            validate(hparams_from_trial(sample, {}), spec.tasks[0])
 
 
 def test_dcgan_shapes_and_sampling_range() -> None:
     torch.manual_seed(0)
-    gan = models.build(models.validate_hparams({"model": "dcgan"})).eval()
+    gan = models.build(validate({"model": "dcgan"})).eval()
     assert gan.generator(torch.randn(4, 100)).shape == (4, 1, 28, 28)
     assert gan.discriminator(torch.rand(4, 1, 28, 28)).shape == (4,)
     images = models.sample(gan, 5, torch.Generator().manual_seed(1))
     assert images.shape == (5, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
-    assert not models.can_reconstruct(gan)
     grid = models.interpolate(gan, 2, 4, torch.Generator().manual_seed(2))
     assert grid.shape == (8, 1, 28, 28)
 
 
 def test_same_generator_seed_same_samples() -> None:
-    vae = models.build(models.validate_hparams({"model": "vae"})).eval()
+    vae = models.build(validate({"model": "vae"})).eval()
     a = models.sample(vae, 3, torch.Generator().manual_seed(7))
     b = models.sample(vae, 3, torch.Generator().manual_seed(7))
     c = models.sample(vae, 3, torch.Generator().manual_seed(8))
@@ -53,14 +116,14 @@ def test_same_generator_seed_same_samples() -> None:
 
 
 def test_tied_decoder_shares_the_encoder_weights() -> None:
-    model = models.build(models.validate_hparams({"model": "tied"}))
+    model = models.build(validate({"model": "tied"}))
     names = {n for n, _ in model.named_parameters()}
     assert names == {"enc1.weight", "enc1.bias", "enc2.weight", "enc2.bias", "dec_bias1", "dec_bias2"}
 
 
 def test_denoising_corrupts_only_in_training() -> None:
     for noise in ("gaussian", "dropout"):
-        model = models.build(models.validate_hparams({"model": "denoising", "noise": noise}))
+        model = models.build(validate({"model": "denoising", "noise": noise}))
         x = torch.rand(2, 1, 28, 28)
         assert not torch.equal(model.train().corrupt(x), x)
         assert torch.equal(model.eval().corrupt(x), x)
@@ -70,12 +133,12 @@ def test_sparsity_penalties_follow_keras() -> None:
     h = torch.full((4, 300), 0.1)  # every unit at the KL target: no KL penalty
     assert float(models.kl_sparsity(h, 0.1)) == pytest.approx(0.0, abs=1e-6)
     assert float(models.kl_sparsity(torch.full((4, 300), 0.5), 0.1)) > 1.0
-    l1 = models.build(models.validate_hparams({"model": "sparse_l1", "l1": 1e-3}))
+    l1 = models.build(validate({"model": "sparse_l1", "l1": 1e-3}))
     assert float(l1.penalty(torch.ones(8, 300))) == pytest.approx(1e-3 * 300)  # sum / batch
 
 
 def test_vae_penalty_is_zero_at_the_prior() -> None:
-    vae = models.build(models.validate_hparams({"model": "vae"}))
+    vae = models.build(validate({"model": "vae"}))
     for layer in (vae.mu, vae.gamma):
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
@@ -86,11 +149,12 @@ def test_vae_penalty_is_zero_at_the_prior() -> None:
 @pytest.mark.parametrize(
     "raw, key",
     [({"model": "gan"}, "model"), ({"model": "vae", "lr": 0}, "lr"), ({"model": "stacked", "batchsize": 3}, "batchsize"),
-     ({"model": "denoising", "noise": "salt"}, "noise"), ({"model": "dcgan", "fid_samples": 2}, "fid_samples")],
+     ({"model": "denoising", "noise": "salt"}, "noise"), ({"model": "dcgan", "fid_samples": 2}, "fid_samples"),
+     ({"model": "stacked", "lr_schedule": "step"}, "lr_schedule"), ({"model": "vae", "codings": 0}, "codings")],
 )
 def test_bad_hparams_name_the_key(raw: dict, key: str) -> None:
-    with pytest.raises(ConfigError, match=rf"generative hparams: {key}"):
-        models.validate_hparams(raw)
+    with pytest.raises(ConfigError, match=rf"generative hparams( \(\w+\))?: {key}"):
+        validate(raw)
 
 
 def test_fid_is_zero_on_itself_and_large_for_noise() -> None:
@@ -111,8 +175,8 @@ def test_class_entropy_bounds() -> None:
 
 def test_glorot_init_is_the_default_and_torch_is_kept_on_request() -> None:
     torch.manual_seed(0)
-    glorot = models.build(models.validate_hparams({"model": "stacked"}))
-    plain = models.build(models.validate_hparams({"model": "stacked", "init": "torch"}))
+    glorot = models.build(validate({"model": "stacked"}))
+    plain = models.build(validate({"model": "stacked", "init": "torch"}))
     first = glorot.encoder[1]
     assert torch.count_nonzero(first.bias) == 0
     bound = (6 / (first.in_features + first.out_features)) ** 0.5

@@ -1,0 +1,121 @@
+"""How a trained agent is judged: greedy returns on the fixed validation and test seeds, the
+learning curve, and one rendered test episode as a GIF."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from components import modeldir
+from components.data import DataError, read_json
+from families.rl import models
+from families.rl.data import read_test_seeds
+from families.rl.episodes import make_env, run_episodes
+
+
+def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    return modeldir.load_model(model_dir, models.build)
+
+
+def render_episode(net: torch.nn.Module, env_id: str, seed: int, max_frames: int, every: int) -> tuple[list[Any], float]:
+    """One greedy episode rendered as rgb_array frames (every `every`-th, at most max_frames)."""
+    env = make_env(env_id, render=True)
+    frames, total = [], 0.0
+    try:
+        obs, _ = env.reset(seed=seed)
+        for t in range(10**6):
+            if t % every == 0 and len(frames) < max_frames:
+                frames.append(env.render())
+            with torch.no_grad():
+                action = int(models.greedy(net(torch.from_numpy(np.asarray(obs, np.float32)[None])))[0])
+            obs, r, term, trunc, _ = env.step(action)
+            total += float(r)
+            if term or trunc:
+                frames.append(env.render())
+                break
+    finally:
+        env.close()
+    return frames, total
+
+
+def _learning_curve(history: list[dict[str, Any]], plots_dir: Path, threshold: float, title: str) -> None:
+    keys = ("epoch", "env_steps", "episodes", "train_return_mean", "val_return_mean", "loss", "epsilon")
+    with open(plots_dir / "learning_curve.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for h in history:
+            w.writerow([f"{float(h.get(k, 0.0)):.6g}" for k in keys])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [h["env_steps"] for h in history]
+    ax.plot(steps, [h["train_return_mean"] for h in history], "b.-", label="train (last 100 episodes)")
+    ax.plot(steps, [h["val_return_mean"] for h in history], "go-", label="validation (greedy)")
+    ax.axhline(threshold, color="r", ls="--", label=f"solve threshold {threshold:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(plots_dir / "learning_curve.png", dpi=80)
+    plt.close(fig)
+
+
+def save_gif(frames: list[Any], path: Path, scale: float, fps: int) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(f)) for f in frames]
+    if scale != 1.0:
+        size = (max(1, int(images[0].width * scale)), max(1, int(images[0].height * scale)))
+        images = [im.resize(size, Image.Resampling.BILINEAR) for im in images]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=False)
+
+
+def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[str, Any]) -> dict[str, float]:
+    """Greedy returns on the validation seeds and the 100 fixed test seeds; curve + one GIF.
+
+    params (`families.rl.<task>.evaluate`): gif_max_frames (300), gif_every (2: every 2nd frame),
+    gif_scale (0.5), gif_fps (25)."""
+    net, config = load_model(model_dir)
+    info = read_json(Path(prepared_dir) / "info.json")
+    if info["task"] != config["task"]:
+        raise DataError(f"{prepared_dir / 'info.json'}: task {info['task']!r} but the model was trained on {config['task']!r}")
+    test_seeds = read_test_seeds(Path(prepared_dir))
+    val_returns, _ = run_episodes(net, info["env_id"], list(info["val_seeds"]))
+    test_returns, _ = run_episodes(net, info["env_id"], test_seeds)
+    history = config.get("history", [])
+    last = history[-1] if history else {}
+    threshold = float(info["solve_threshold"])
+    test_mean = float(np.mean(test_returns))
+    metrics = {
+        "val_return_mean": float(np.mean(val_returns)),
+        "test_return_mean": test_mean,
+        "test_return_std": float(np.std(test_returns)),
+        "eval_return_mean": test_mean,
+        "eval_return_std": float(np.std(test_returns)),
+        "eval_return_min": float(np.min(test_returns)),
+        "eval_episodes": float(len(test_returns)),
+        "solved": float(test_mean >= threshold and len(test_returns) >= int(info.get("solve_window", 100))),
+        "steps_to_solve": float(last.get("steps_to_solve", -1)),
+        "steps_to_solve_greedy": float(last.get("steps_to_solve_greedy", -1)),
+        "epochs_trained": float(len(history)),
+        "env_steps": float(last.get("env_steps", 0)),
+    }
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    with open(plots_dir / "test_returns.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["episode", "seed", "return"])
+        w.writerows([[i, s, f"{r:.6g}"] for i, (s, r) in enumerate(zip(test_seeds, test_returns))])
+    if history:
+        _learning_curve(history, plots_dir, threshold, f"{config['model']} on {info['env_id']}")
+    frames, _ = render_episode(net, info["env_id"], test_seeds[0], int(params.get("gif_max_frames", 300)),
+                               int(params.get("gif_every", 2)))
+    save_gif(frames, plots_dir / "episode.gif", float(params.get("gif_scale", 0.5)), int(params.get("gif_fps", 25)))
+    return metrics

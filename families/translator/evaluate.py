@@ -1,0 +1,115 @@
+"""The evaluate stage: greedy and beam scores on val and test, attention heat-maps, samples and
+scores by source length; and the model-dir loading and batched translation it shares with serving."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import components.train
+from families.translator import models
+from families.translator.data import Codec, load_split
+from families.translator.decode import Hypothesis, beam_search, greedy_decode
+from families.translator.metrics import max_decode_len, score_texts
+from families.translator.train import pad
+
+
+def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    return components.train.load_model(model_dir, models.build)
+
+
+def translate_ids(model: torch.nn.Module, src: list[list[int]], beam_width: int, max_len: int, attention: bool = False,
+                  batch_size: int = 256) -> list[list[Hypothesis]]:
+    """n-best lists (greedy: one hypothesis) for id sequences, batched by similar length."""
+    order = sorted(range(len(src)), key=lambda i: len(src[i]))
+    out: list[list[Hypothesis]] = [[] for _ in src]
+    with torch.no_grad():
+        for c in range(0, len(order), batch_size):
+            idx = order[c:c + batch_size]
+            x = pad([src[i] for i in idx])
+            limit = min(max_len, 2 * x.shape[1] + 4)
+            if beam_width == 1:
+                res = [[h] for h in greedy_decode(model, x, limit, attention)]
+            else:
+                res = beam_search(model, x, beam_width, limit, attention)
+            for i, r in zip(idx, res):
+                for h in r:  # the batch pads sources to one width: keep this source's own columns
+                    if h.attention is not None:
+                        h.attention = [row[: len(src[i])] for row in h.attention]
+                out[i] = r
+    return out
+
+
+def _plot_attention(path: Path, weights: list[list[float]], src_tokens: list[str], out_tokens: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(src_tokens) + 2), max(3, 0.3 * len(out_tokens) + 1.5)))
+    ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(out_tokens)), out_tokens, fontsize=7)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[str, Any]) -> dict[str, float]:
+    """Greedy and beam scores on val and test; attention heat-maps, samples.tsv and a CSV in plots_dir."""
+    model, config = load_model(model_dir)
+    info = config["info"]
+    task = info["task"]
+    codec = Codec(info)
+    beam = int(params.get("beam_width", 4))
+    n_plots = int(params.get("n_attention_plots", 3))
+    n_samples = int(params.get("n_samples", 10))
+    max_len = max_decode_len(info)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    for split in ("val", "test"):
+        data = load_split(prepared_dir, split)
+        greedy = translate_ids(model, data["src"], 1, max_len)
+        beamed = translate_ids(model, data["src"], beam, max_len)
+        g = [codec.decode_target(h[0].tokens) for h in greedy]
+        b = [codec.decode_target(h[0].tokens) for h in beamed]
+        metrics.update(score_texts(task, g, data["target"], split))
+        metrics.update({k + "_beam": v for k, v in score_texts(task, b, data["target"], split).items()})
+        if split != "test":
+            continue
+        # A TSV, not free text: DVC reads every file of the plots dir and accepts only tables.
+        with open(plots_dir / "samples.tsv", "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\t")
+            writer.writerow(["source", "reference", "greedy", f"beam{beam}"])
+            writer.writerows([data["source"][i], data["target"][i], g[i], b[i]] for i in range(min(n_samples, len(g))))
+        _length_csv(plots_dir / "test_by_length.csv", task, data, g)
+        shown = translate_ids(model, data["src"][:n_plots], 1, max_len, attention=True)
+        for i, hyps in enumerate(shown):
+            h = hyps[0]
+            if h.attention:
+                out_tokens = codec.target_tokens(h.tokens) + (["</s>"] if len(h.attention) > len(h.tokens) else [])
+                _plot_attention(plots_dir / f"attention_{i}.png", h.attention, codec.source_tokens(data["source"][i]),
+                                out_tokens)
+    metrics["beam_width"] = float(beam)
+    metrics["epochs_trained"] = float(len(config.get("history", [])))
+    return metrics
+
+
+def _length_csv(path: Path, task: str, data: dict[str, list], preds: list[str]) -> None:
+    """Greedy score by source length (tokens), for `dvc plots`."""
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(data["src"]):
+        groups.setdefault(len(s) // 5 * 5, []).append(i)
+    metric = "exact_match" if task == "dates" else "chrf"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["src_len", "n", metric])
+        for length in sorted(groups):
+            idx = groups[length]
+            s = score_texts(task, [preds[i] for i in idx], [data["target"][i] for i in idx], "x")[f"x_{metric}"]
+            w.writerow([length, len(idx), f"{s:.6g}"])
