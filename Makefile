@@ -71,7 +71,7 @@ cluster-down: deps
 	$(BIN)/quartet cluster down
 
 repro: data
-	$(BIN)/dvc repro
+	$(BIN)/quartet repro
 	$(BIN)/dvc metrics show
 
 test: deps cluster-apt

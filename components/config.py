@@ -165,6 +165,9 @@ class SpaceSpec(_Strict):
 
 class TuneParams(_Strict):
     models: list[str] = Field(min_length=1, description="Candidate models; the sweep picks one.")
+    hparams: dict[str, Any] = Field(
+        default_factory=dict, description="The sweep's fixed values (every trial's), under the searched ones; "
+        "the train stage has its own (train.hparams), so editing those retrains without tuning again.")
     num_samples: int = Field(gt=0)
     epochs: int = Field(gt=0, description="Max epochs per trial (ASHA max_t).")
     grace_period: int = Field(1, gt=0)
@@ -189,7 +192,8 @@ class TrainParams(_Strict):
     cpus_per_worker: float = Field(1, gt=0)
     gpus_per_worker: float = Field(0, ge=0, description="GPUs per Ray Train worker (0: CPU, gloo).")
     max_failures: int = Field(1, ge=0)
-    hparams: dict[str, Any] = Field(default_factory=dict, description="Defaults under the tuned values.")
+    hparams: dict[str, Any] = Field(default_factory=dict, description="The final training's values, under the "
+                                    "tuned ones (best_params.yaml holds only what the sweep searched).")
     timeout_s: float = Field(1800, gt=0)
 
 

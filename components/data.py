@@ -116,6 +116,15 @@ def dir_md5(path: Path) -> str:
     return h.hexdigest()
 
 
+def dvc_dir_md5(path: Path) -> str:
+    """The md5 DVC records for a directory in a .dvc file (md5 of its sorted file listing)."""
+    entries = []
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        entries.append({"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(path).as_posix()})
+    entries.sort(key=lambda e: tuple(e["relpath"].split("/")))
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
 def seeded_loader(dataset: Any, batch_size: int, shuffle: bool, seed: int) -> Any:
     """A DataLoader whose shuffling depends only on `seed` (no worker processes on 2 cores)."""
     import torch

@@ -133,22 +133,61 @@ def _finite(v: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- models + registry
-def log_pyfunc(model_dir: Path, predictor_path: str, input_example: dict[str, Any]) -> Any:
-    """Log a model dir as a pyfunc (models-from-code, code shipped along) and smoke-test it."""
+def log_training(family: str, task: str, hparams: dict[str, Any], tp: Any, sweep_run_id: str, result: Any,
+                 root: Path = REPO_ROOT) -> dict[str, str]:
+    """The train stage's MLflow run: params, per-epoch curves, wall time, the model dir."""
+    import mlflow
+
+    tags = lineage_tags(family, task, "train", hparams["model"], root)
+    with mlflow.start_run(run_name=f"train-{hparams['model']}", tags=tags) as run:
+        mlflow.log_params(flatten({"hparams": hparams, "train": tp.train.model_dump(exclude={"hparams"})}))
+        mlflow.log_param("tune.sweep_run_id", sweep_run_id)
+        log_history(result.history)
+        mlflow.log_metric("train_wall_s", result.wall_s)
+        mlflow.log_artifacts(str(result.model_dir), "model_dir")
+    return {"mlflow_run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+
+
+def log_evaluation(run_id: str, metrics: dict[str, float], plots_dir: Path) -> None:
+    """Evaluate's metrics and plots on the train run. Logged one step after the last epoch: the
+    run's latest val_*/test_* (what the compare view shows) are those of the evaluated best-epoch
+    model; the curve stays per epoch."""
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics, step=int(metrics.get("epochs_trained", 0)))
+        mlflow.log_artifacts(str(plots_dir), "plots")
+
+
+def code_dirs(*modules: str) -> list[str]:
+    """The top-level package directories of `modules` (what a logged pyfunc needs to import)."""
+    dirs = []
+    for m in ("components", *modules):
+        package = importlib.import_module(m.split(":")[0].split(".")[0])
+        d = str(Path(next(iter(package.__path__))).resolve())  # a namespace package (components/) has no __file__
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def log_pyfunc(model_dir: Path, run_id: str, predictor: str, method: str, request: str,
+               input_example: dict[str, Any]) -> Any:
+    """Log a model dir as a pyfunc on `run_id` (models-from-code, code shipped along): it answers
+    with `predictor`'s `method`, one `request` ("module:Class") per input row."""
     import warnings
 
     import mlflow
 
-    with warnings.catch_warnings():
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         # MLflow hints that integer fields (e.g. `horizon`) cannot hold missing values: by design.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_ENTRY),
             artifacts={"model_dir": str(model_dir)},
-            code_paths=[str(REPO_ROOT / "components"), str(REPO_ROOT / "families"), str(REPO_ROOT / "quartet")],
+            code_paths=code_dirs(predictor),
             input_example=input_example,
-            model_config={"predictor": predictor_path},
+            model_config={"predictor": predictor, "method": method, "request": request},
             pip_requirements=_pip_requirements(),
         )
 
@@ -159,10 +198,15 @@ def _pip_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("torch", "mlflow", "numpy", "pandas", "pydantic", "pyarrow", "PyYAML")]
 
 
+def import_object(path: str) -> Any:
+    """'package.module:Name' -> the object (the registry and Serve configs name classes as text)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def load_predictor(predictor_path: str, model_dir: Path, model_version: str | None = None) -> Any:
-    """'package.module:Class' -> an instance; string-based so components never import a family."""
-    module, _, cls = predictor_path.partition(":")
-    return getattr(importlib.import_module(module), cls)(model_dir, model_version=model_version)
+    """'package.module:Class' -> an instance for this model dir."""
+    return import_object(predictor_path)(model_dir, model_version=model_version)
 
 
 def smoke_test(model_uri: str, input_example: dict[str, Any]) -> Any:

@@ -21,8 +21,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from components import cluster, config, data, track
+from components import cluster, config, data, stages, track
 from components.config import REPO_ROOT, ConfigError, Params, layout
+from components.data import dvc_dir_md5  # noqa: F401  (quartet.cli.dvc_dir_md5, as before)
 from families import families, get
 
 log = logging.getLogger("quartet")
@@ -42,40 +43,12 @@ def _params(profile: str | None, root: Path = REPO_ROOT) -> Params:
 
 
 def _task_params(params: Params, family: str, task: str) -> config.TaskParams:
-    fam = get(family)
-    if task not in fam.tasks:
-        raise ConfigError(f"family {family!r} has no task {task!r} (tasks: {list(fam.tasks)})")
-    return params.task(family, task)
-
-
-# ----------------------------------------------------------------------------- data
-def dvc_dir_md5(path: Path) -> str:
-    """The md5 DVC records for a directory in a .dvc file (md5 of its sorted file listing)."""
-    import hashlib
-
-    entries = []
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        entries.append({"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(path).as_posix()})
-    entries.sort(key=lambda e: tuple(e["relpath"].split("/")))
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+    return stages.task_params(params, get(family), task)
 
 
 def make_data(root: Path = REPO_ROOT, verify: bool = True, force: bool = False) -> str:
-    """Materialise data/ from its sources (deterministic), then check it against data.dvc."""
-    params = _params(None, root)
-    data_dir = root / "data"
-    if force or not data_dir.exists():
-        with data.atomic_dir(data_dir) as tmp:
-            for fam in families().values():
-                fam.ingest(tmp / fam.name, params.seed)
-    md5 = dvc_dir_md5(data_dir)
-    expected = track.data_md5(root)
-    if verify and expected != "unknown" and md5 != expected:
-        raise ConfigError(
-            f"data/ hashes to {md5} but data.dvc pins {expected}: the sources changed "
-            "(package versions?). Inspect, then `dvc add data` if the change is intended."
-        )
-    return md5
+    """Materialise data/ from every family's sources, check it against data.dvc."""
+    return stages.make_data(families().values(), root, verify, force)
 
 
 @app.command("data")
@@ -97,187 +70,37 @@ def data_cmd(
 
 
 # ----------------------------------------------------------------------------- stages
-def prepare(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
-    params = _params(profile, root)
-    tp = _task_params(params, family, task)
-    lay = layout(family, task, root, params)
-    with data.atomic_dir(lay.prepared_dir) as tmp:
-        info = get(family).prepare(task, tp.prepare, lay.raw_dir, tmp, params.seed)
-    log.info("prepared %s: %s", lay.key, info.get("counts"))
-    return info
+def run_stage(name: str, family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> Any:
+    """One stage of one (family, task), as `dvc repro` runs it (components/stages.py)."""
+    return stages.STAGES[name](get(family), task, _params(profile, root), root)
 
 
-def _base_loop(params: Params, family: str, task: str, hparams: dict[str, Any], epochs: int, root: Path, **extra: Any):
-    from components.train import loop_config
-
-    lay = layout(family, task, root, params)
-    info = data.read_json(lay.prepared_dir / "info.json")
-    return loop_config(family, task, hparams, info, lay.prepared_dir, epochs, params.seed, "plain", **extra)
-
-
-def _require_server_in_job(params: Params, root: Path) -> None:
-    """Inside a Ray job the runs must go to a server every node and the user reach, never to a
-    sqlite file in the job's throw-away working dir."""
-    uri = config.tracking_uri(params, root)
-    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and not uri.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"a cluster job needs an MLflow server (got {uri}): set MLFLOW_TRACKING_URI on the cluster's nodes, "
-            "mlflow.tracking_uri in the profile, or quartet submit --mlflow-uri http://..."
-        )
+@app.command("repro", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def repro_cmd(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(help="Seconds before the whole run is stopped.")] = 7200,
+) -> None:
+    """`dvc repro [ARGS]` with one local Ray shared by every stage (what `make repro` runs)."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    code = cluster.run_with_one_ray(_params(None), [dvc, "repro", *ctx.args], REPO_ROOT, timeout)
+    if code:
+        raise typer.Exit(code)
 
 
-def tune(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Sweep with Ray Tune; write best_params.yaml (the trials live in MLflow)."""
-    from components.tune import run_sweep
+@app.command("check-metrics")
+def check_metrics_cmd(
+    rev: Annotated[str, typer.Argument(help="The revision whose metrics are the reference.")] = "HEAD",
+) -> None:
+    """After `make repro`: are the metrics those of REV within reproducibility.yaml's tolerances?"""
+    from components import reproducibility
 
-    params = _params(profile, root)
-    tp = _task_params(params, family, task)
-    fam = get(family)
-    from components.tune import hparams_from_trial, representative_samples
-
-    for sample in representative_samples(tp.tune.models, tp.tune.search_space):  # fail fast, before Ray starts
-        try:
-            checked = fam.validate_hparams(hparams_from_trial(sample, tp.train.hparams))
-            if fam.check_task_model:
-                fam.check_task_model(task, checked["model"])
-        except ConfigError as e:
-            raise ConfigError(f"families.{family}.{task}.tune (search space of {sample['model']!r}): {e}") from None
-    _require_server_in_job(params, root)
-    base = _base_loop(params, family, task, {**tp.train.hparams, "model": tp.tune.models[0]}, tp.tune.epochs, root,
-                      max_train_samples=tp.tune.max_train_samples)
-    metric = fam.metrics[task]
-    with cluster.ray_session(params), cluster.deadline(tp.tune.timeout_s + 300, f"tune {family}/{task}"):
-        track.setup(params, family, task, root)
-        result = run_sweep(
-            family=family, task=task, params=params, train_loop=fam.train_loop, validate_hparams=fam.validate_hparams,
-            base_loop=base, metric=metric.val, mode=metric.mode, experiment=track.experiment_name(params, family, task),
-            tags=track.lineage_tags(family, task, "tune", root=root), tracking_uri=config.tracking_uri(params, root),
-        )
-    out = {
-        "hparams": result.best_hparams,
-        "metric": result.metric,
-        "value": result.best_value,
-        "trials": result.n_trials,
-        "mlflow_sweep_run_id": result.parent_run_id,
-    }
-    best_file = layout(family, task, root, params).best_params
-    data.write_text_atomic(best_file, yaml.safe_dump(out, sort_keys=True))
-    from mlflow import MlflowClient
-
-    # beside the trials, so a user who tuned on a cluster gets them back (quartet submit tune)
-    MlflowClient().log_artifact(result.parent_run_id, str(best_file))
-    log.info("best %s = %.6g with %s", result.metric, result.best_value, result.best_hparams)
-    return out
-
-
-def train(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Retrain the best config with Ray Train; write the model dir; log the run to MLflow."""
-    import mlflow
-
-    from components.train import fit
-
-    params = _params(profile, root)
-    tp = _task_params(params, family, task)
-    fam = get(family)
-    lay = layout(family, task, root, params)
-    best = config.read_yaml(lay.best_params) if lay.best_params.exists() else {"hparams": {}}
-    merged = {**tp.train.hparams, **best.get("hparams", {})}
-    if "model" not in merged:
-        raise ConfigError(
-            f"no model to train: {lay.best_params} is missing (run `quartet tune {family} {task}`) "
-            f"and families.{family}.{task}.train.hparams.model is not set"
-        )
-    hparams = fam.validate_hparams(merged)
-    if fam.check_task_model:
-        fam.check_task_model(task, hparams["model"])
-    _require_server_in_job(params, root)
-    loop = _base_loop(params, family, task, hparams, tp.train.epochs, root)
-    with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family}/{task}"):
-        track.setup(params, family, task, root)
-        result = fit(fam.train_loop, loop, params, tp.train.num_workers, tp.train.cpus_per_worker,
-                     tp.train.max_failures, lay.model_dir, gpus_per_worker=tp.train.gpus_per_worker)
-    tags = track.lineage_tags(family, task, "train", hparams["model"], root)
-    with mlflow.start_run(run_name=f"train-{hparams['model']}", tags=tags) as run:
-        mlflow.log_params(track.flatten({"hparams": hparams, "train": tp.train.model_dump(exclude={"hparams"})}))
-        mlflow.log_param("tune.sweep_run_id", best.get("mlflow_sweep_run_id", "none"))
-        track.log_history(result.history)
-        mlflow.log_metric("train_wall_s", result.wall_s)
-        mlflow.log_artifacts(str(lay.model_dir), "model_dir")
-    data.write_json(lay.model_dir / "run.json", {"mlflow_run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
-    return {"run_id": run.info.run_id, "epochs": len(result.history), "wall_s": result.wall_s}
-
-
-def evaluate(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, float]:
-    """Metrics (DVC metrics JSON + MLflow) and plots (DVC plots + MLflow artifacts)."""
-    import mlflow
-
-    params = _params(profile, root)
-    tp = _task_params(params, family, task)
-    lay = layout(family, task, root, params)
-    run_id = data.read_json(lay.model_dir / "run.json")["mlflow_run_id"]
-    with data.atomic_dir(lay.plots_dir) as plots:
-        metrics = get(family).evaluate(lay.model_dir, lay.prepared_dir, plots, tp.evaluate)
-    data.write_json(lay.metrics_file, metrics)
-    track.setup(params, family, task, root)
-    with mlflow.start_run(run_id=run_id):
-        # Logged one step after the last epoch: the run's latest val_*/test_* (what the compare
-        # view shows) are those of the evaluated best-epoch model; the curve stays per epoch.
-        mlflow.log_metrics(metrics, step=int(metrics.get("epochs_trained", 0)))
-        mlflow.log_artifacts(str(lay.plots_dir), "plots")
-    return metrics
-
-
-def register(family: str, task: str, profile: str | None = None, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Log the model dir as a pyfunc, smoke-test it, register it, promote it if it is better."""
-    import math
-
-    import mlflow
-
-    params = _params(profile, root)
-    _task_params(params, family, task)
-    fam = get(family)
-    lay = layout(family, task, root, params)
-    metrics = data.read_json(lay.metrics_file)
-    metric = fam.metrics[task]
-    value = metrics.get(metric.test)
-    if value is None or not math.isfinite(float(value)):
-        raise ConfigError(f"{lay.metrics_file}: no finite {metric.test!r}; not registering a broken model")
-    run_id = data.read_json(lay.model_dir / "run.json")["mlflow_run_id"]
-    example = fam.input_example(lay.model_dir)
-    predictor_path = f"{fam.predictor.__module__}:{fam.predictor.__name__}"
-    track.setup(params, family, task, root)
-    with mlflow.start_run(run_id=run_id):
-        info = track.log_pyfunc(lay.model_dir, predictor_path, example)
-    track.smoke_test(info.model_uri, example)  # raises before registration if the model is broken
-    config_json = data.read_json(lay.model_dir / "config.json")
-    tags = track.lineage_tags(family, task, "register", config_json["model"], root)
-    promotion = track.register_and_promote(
-        info.model_uri, track.registered_name(family, task), metric.test, float(value), metric.mode,
-        test_set_fingerprint(lay.prepared_dir), tags, promote_hint=f" (to serve the new one: quartet promote {family} {task} VERSION)",
-    )
-    log.info("%s v%s: %s", promotion.name, promotion.version, promotion.reason)
-    typer.echo(f"{promotion.name} v{promotion.version}: {'promoted to @champion' if promotion.promoted else 'not promoted'} ({promotion.reason})")
-    out = promotion.as_dict() | {"model_uri": info.model_uri}
-    data.write_json(lay.registry_file, out)
-    return out
-
-
-def test_set_fingerprint(prepared_dir: Path) -> str:
-    """What a test metric was measured on: the test split's bytes and the task's shape.
-
-    Every prepared file whose name starts with "test" counts (test.parquet, test_seeds.json, ...).
-    """
-    import hashlib
-
-    info = data.read_json(prepared_dir / "info.json")
-    shape = {k: info.get(k) for k in ("task", "features", "seq_len", "horizon", "mean", "std", "test_seeds")}
-    h = hashlib.md5()
-    for f in sorted(prepared_dir.glob("test*")):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(hashlib.md5(f.read_bytes()).digest())
-    h.update(json.dumps(shape, sort_keys=True).encode())
-    return h.hexdigest()
+    problems = reproducibility.check(rev)
+    for line in problems:
+        typer.echo(line)
+    typer.echo(f"{len(problems)} metric(s) outside the tolerances of {reproducibility.TOLERANCES}" if problems
+               else f"every metric within the tolerances of {reproducibility.TOLERANCES} (against {rev})")
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command("promote")
@@ -301,11 +124,8 @@ def promote_cmd(
     typer.echo(f"{name}@champion -> v{version}")
 
 
-STAGES = {"prepare": prepare, "tune": tune, "train": train, "evaluate": evaluate, "register": register}
-
-
 def _stage_command(name: str) -> None:
-    fn = STAGES[name]
+    fn = stages.STAGES[name]
 
     def command(
         family: Annotated[str, typer.Argument(help="forecaster | ...")],
@@ -313,14 +133,17 @@ def _stage_command(name: str) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         t0 = time.perf_counter()
-        fn(family, task, profile)
+        out = run_stage(name, family, task, profile)
+        if name == "register":
+            typer.echo(f"{out['name']} v{out['version']}: {'promoted to @champion' if out['promoted'] else 'not promoted'} "
+                       f"({out['reason']})")
         typer.echo(f"{name} {family}/{task} done in {time.perf_counter() - t0:.1f} s")
 
     command.__doc__ = fn.__doc__
     app.command(name)(command)
 
 
-for _name in STAGES:
+for _name in stages.STAGES:
     _stage_command(_name)
 
 
@@ -546,7 +369,7 @@ def submit(
     steps = ["python -m quartet.cli pull-data"]
     steps += [f"python -m quartet.cli {stage} {family} {t}" for t in tasks for stage in stages]
     submission = f"quartet-{verb}-{family}-{uuid.uuid4().hex[:8]}"
-    env = {k: cluster.RAY_ENV[k] for k in cluster.JOB_ENV} | {
+    env = {k: cluster.RAY_ENV[k] for k in cluster.JOB_ENV} | cluster.KERNEL_PINS | {
         "QUARTET_PROFILE": profile, "QUARTET_GIT_COMMIT": track.git_commit(root),
         "QUARTET_DVC_REMOTE_URL": datasync.default_remote_url(root), "QUARTET_SUBMISSION_ID": submission}
     if mlflow_uri:

@@ -283,7 +283,7 @@ def test_cluster_up_without_root_says_so() -> None:
     """As an unprivileged user (a forked child that drops to `nobody`, since the checkout itself
     may not be readable by other users), `cluster up` exits 2 with the fix and touches nothing."""
     import components.localcluster  # noqa: F401  (imported before dropping privileges)
-    from families import cli
+    from quartet import cli
 
     r, w = os.pipe()
     pid = os.fork()

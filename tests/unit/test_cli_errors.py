@@ -85,6 +85,24 @@ def test_a_model_that_cannot_do_the_task_is_refused_before_ray(repo_copy: Path) 
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(raw))
     proc = quartet("tune", "generative", "fashion-mnist", cwd=repo_copy)
     assert proc.returncode == 2, proc.stderr
-    assert "'stacked' cannot generate" in proc.stderr and "Traceback" not in proc.stderr
+    assert "'stacked' cannot be trained for task 'fashion-mnist'" in proc.stderr and "Traceback" not in proc.stderr
     assert "Ray" not in proc.stderr  # refused before a Ray session started
     assert not (repo_copy / "tuning").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "forecaster", "nope"], "family 'forecaster' has no task 'nope'"),
+        (["tune", "translatr", "dates"], "unknown family 'translatr'"),
+        (["train", "rl", "CartPole-v1", "--profile", "nope"], "unknown profile 'nope'"),
+    ],
+)
+def test_the_dvc_stage_entry_point_says_the_same_in_one_line(args: list[str], message: str) -> None:
+    """`python -m quartet.stage` (what dvc.yaml runs) reports user mistakes like the CLI does."""
+    proc = subprocess.run([sys.executable, "-m", "quartet.stage", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
