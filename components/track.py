@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from components.config import REPO_ROOT, Params, artifact_root, tracking_uri
+from components.family import Metric
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ def _decide(current: Any, metric: str, value: float, mode: str, test_set: str,
     if current.tags.get("quartet.metric") != metric or prev_value is None or current.tags.get("quartet.test_set") != test_set:
         return (False, f"not comparable: champion v{prev_version} was scored on another test set or metric; "
                 f"it stays{promote_hint}", prev_version, prev_value)
-    promoted = value < prev_value if mode == "min" else value > prev_value
+    promoted = Metric(metric, mode).better(value, prev_value)
     cmp = "beats" if promoted else "does not beat"
     return promoted, f"{metric} {value:.6g} {cmp} champion v{prev_version} ({prev_value:.6g})", prev_version, prev_value
 

@@ -279,7 +279,10 @@ def run_sweep(
         if not ok:
             errors = [str(r.error)[:300] for r in grid if r.error is not None]
             raise ConfigError(f"no tuning trial reported {metric!r}; first errors: {errors[:3]}")
-        best = min(ok, key=score) if mode == "min" else max(ok, key=score)
+        best = ok[0]
+        for r in ok[1:]:  # the task's direction, from the one place that defines it (Metric.better)
+            if base.metric.better(score(r), score(best)):
+                best = r
         best_value = score(best)
         tuned = tuned_values(best.config)
         trials = [
