@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 from components.data import DataError, SPLITS, read_split, write_json, write_split
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,7 @@ PREPARE_PARAMS = {"synthetic": SyntheticPrepare, "vic_elec": VicPrepare}
 def _prepare_params(task: str, raw: dict[str, Any]) -> BaseModel:
     if task not in PREPARE_PARAMS:
         raise ConfigError(f"forecaster: unknown task {task!r} (known: {sorted(PREPARE_PARAMS)})")
-    try:
-        return PREPARE_PARAMS[task].model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or '<root>'}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"params: families.forecaster.{task}.prepare: {msgs}") from None
+    return validate_model(PREPARE_PARAMS[task], raw, f"params: families.forecaster.{task}.prepare")
 
 
 # ----------------------------------------------------------------------------- split tables

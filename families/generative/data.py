@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 from components.data import DataError, SPLITS, write_json
 from families.generative.classifier import CLASSIFIER_FILE, FEATURES, ClassifierParams, train_classifier
 
@@ -118,11 +118,7 @@ class PrepareParams(BaseModel):
 def _prepare_params(task: str, raw: dict[str, Any]) -> PrepareParams:
     if task not in TASKS:
         raise ConfigError(f"generative: unknown task {task!r} (known: {list(TASKS)})")
-    try:
-        return PrepareParams.model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or '<root>'}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"params: families.generative.{task}.prepare: {msgs}") from None
+    return validate_model(PrepareParams, raw, f"params: families.generative.{task}.prepare")
 
 
 def book_split(arrays: dict[str, np.ndarray], p: PrepareParams, task: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

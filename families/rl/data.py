@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 from components.data import DataError, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -128,11 +128,7 @@ def prepare(task: str, params: dict[str, Any], raw_dir: Path, out_dir: Path, see
     """Write `info.json` and `test_seeds.json` into out_dir; return info."""
     if task not in TASKS:
         raise ConfigError(f"rl prepare: unknown task {task!r} (tasks: {list(TASKS)})")
-    try:
-        p = PrepareParams.model_validate(params or {})
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'prepare'}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"params: families.rl.{task}.prepare: {msgs}") from None
+    p = validate_model(PrepareParams, params or {}, f"params: families.rl.{task}.prepare")
     spec = read_envs(raw_dir, task)
     test = seeds(p.test_seed, p.test_episodes)
     info = {

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from components.config import ConfigError
+from components.config import ConfigError, validate_model
 from components.data import SPLITS, DataError, read_split, write_json, write_split
 
 log = logging.getLogger(__name__)
@@ -198,11 +198,7 @@ PREPARE_PARAMS = {"dates": DatesPrepare, "en-es": EnEsPrepare}
 def _prepare_params(task: str, raw: dict[str, Any]) -> BaseModel:
     if task not in PREPARE_PARAMS:
         raise ConfigError(f"translator: unknown task {task!r} (known: {sorted(PREPARE_PARAMS)})")
-    try:
-        return PREPARE_PARAMS[task].model_validate(raw)
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or '<root>'}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"params: families.translator.{task}.prepare: {msgs}") from None
+    return validate_model(PREPARE_PARAMS[task], raw, f"params: families.translator.{task}.prepare")
 
 
 # ----------------------------------------------------------------------------- codecs
