@@ -197,11 +197,20 @@ class TrainParams(_Strict):
     timeout_s: float = Field(1800, gt=0)
 
 
+class RegisterParams(_Strict):
+    must_beat_baselines: bool = Field(
+        True, description="Refuse @champion to a model that one of the family's baselines (forecasts that need "
+        "no training, e.g. seasonal naive) beats on the test metric; the version is still registered.")
+
+
 class TaskParams(_Strict):
     prepare: dict[str, Any] = Field(default_factory=dict)
     tune: TuneParams
     train: TrainParams
     evaluate: dict[str, Any] = Field(default_factory=dict)
+    # `register` is the params key; the attribute has another name because pydantic models already
+    # have a `register` (abc's), which a field would shadow.
+    registration: RegisterParams = Field(RegisterParams(), alias="register")
 
 
 class Params(_Strict):

@@ -122,6 +122,26 @@ class Family:
     # The info.json keys that, with the bytes of the prepared test* files, define what a test
     # metric was measured on (two models compare only when these agree).
     test_set_keys: tuple[str, ...] = ()
+    # calibrate(model_dir, prepared_dir): adds what serving needs beyond the weights, measured on
+    # the val split once the best weights are known (the forecaster's conformal errors). The
+    # train stage runs it on the model dir it wrote.
+    calibrate: Callable[[Path, Path], Any] | None = None
+    # Forecasts that need no training, scored by evaluate as `<test metric>_<name>`: register
+    # refuses to promote a model one of them beats (a champion must earn its keep).
+    baselines: tuple[str, ...] = ()
+
+    def beaten_by(self, task: str, metrics: dict[str, float]) -> tuple[str, float] | None:
+        """(name, value) of the best baseline that beats the model's test metric, else None."""
+        metric = self.metrics[task]
+        scored = [(name, float(metrics[f"{metric.test}_{name}"])) for name in self.baselines
+                  if f"{metric.test}_{name}" in metrics]
+        beating = [(n, v) for n, v in scored if metric.better(v, float(metrics[metric.test]))]
+        if not beating:
+            return None
+        best = beating[0]
+        for n, v in beating[1:]:
+            best = (n, v) if metric.better(v, best[1]) else best
+        return best
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:

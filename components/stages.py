@@ -147,6 +147,8 @@ def train(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> 
         track.setup(params, family.name, task, root)
         result = fit(family.loop, cfg, params, tp.train.num_workers, tp.train.cpus_per_worker,
                      tp.train.max_failures, lay.model_dir, gpus_per_worker=tp.train.gpus_per_worker)
+    if family.calibrate is not None:
+        family.calibrate(lay.model_dir, lay.prepared_dir)
     run = track.log_training(family.name, task, hparams, tp, best.get("mlflow_sweep_run_id", "none"), result, root)
     data.write_json(lay.model_dir / "run.json", run)
     return {"run_id": run["mlflow_run_id"], "epochs": len(result.history), "wall_s": result.wall_s}
@@ -167,7 +169,7 @@ def evaluate(family: Family, task: str, params: Params, root: Path = REPO_ROOT) 
 
 def register(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> dict[str, Any]:
     """Log the model dir as a pyfunc, smoke-test it, register it, promote it if it is better."""
-    task_params(params, family, task)
+    tp = task_params(params, family, task)
     lay = layout(family.name, task, root, params)
     metrics = data.read_json(lay.metrics_file)
     metric = family.metrics[task]
@@ -187,11 +189,24 @@ def register(family: Family, task: str, params: Params, root: Path = REPO_ROOT) 
         info.model_uri, track.registered_name(family.name, task), metric.test, float(value), metric.mode,
         family.test_set_fingerprint(lay.prepared_dir), track.lineage_tags(family.name, task, "register", model, root),
         promote_hint=f" (to serve the new one: quartet promote {family.name} {task} VERSION)",
+        veto=baseline_veto(family, task, metrics) if tp.registration.must_beat_baselines else None,
     )
     log.info("%s v%s: %s", promotion.name, promotion.version, promotion.reason)
     out = promotion.as_dict() | {"model_uri": info.model_uri}
     data.write_json(lay.registry_file, out)
     return out
+
+
+def baseline_veto(family: Family, task: str, metrics: dict[str, float]) -> str | None:
+    """Why a model must not become champion: a forecast that needs no training does better."""
+    beaten = family.beaten_by(task, metrics)
+    if beaten is None:
+        return None
+    name, baseline = beaten
+    metric = family.metrics[task]
+    value = float(metrics[metric.test])
+    return (f"{metric.test} {value:.6g} is beaten by the {name} baseline ({baseline:.6g}: the model is "
+            f"{abs(value - baseline) / abs(baseline):.1%} worse); not promoted")
 
 
 STAGES = {"prepare": prepare, "tune": tune, "train": train, "evaluate": evaluate, "register": register}

@@ -188,9 +188,24 @@ def log_pyfunc(model_dir: Path, run_id: str, predictor: str, method: str, reques
             artifacts={"model_dir": str(model_dir)},
             code_paths=code_dirs(predictor),
             input_example=input_example,
+            signature=request_signature(input_example, import_object(request)),
             model_config={"predictor": predictor, "method": method, "request": request},
             pip_requirements=_pip_requirements(),
         )
+
+
+def request_signature(input_example: dict[str, Any], request_cls: type) -> Any:
+    """The pyfunc's input schema: inferred from the example, but a field the request model gives
+    a default (e.g. the forecaster's `intervals`) is optional, as it is on Serve's routes; an
+    inferred schema would make every key of the example required."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inferred = infer_signature(input_example)
+    fields = getattr(request_cls, "model_fields", {})
+    required = {name for name, f in fields.items() if f.is_required()} if fields else None
+    cols = [ColSpec(c.type, c.name, required=required is None or c.name in required) for c in inferred.inputs.inputs]
+    return ModelSignature(inputs=Schema(cols), outputs=inferred.outputs, params=inferred.params)
 
 
 def _pip_requirements() -> list[str]:
@@ -286,11 +301,11 @@ def promotion_lock(name: str, timeout_s: float = 120, stale_s: float = 600) -> I
 
 def register_and_promote(
     model_uri: str, name: str, metric: str, value: float, mode: str, test_set: str, tags: dict[str, str],
-    promote_hint: str = "",
+    promote_hint: str = "", veto: str | None = None,
 ) -> Promotion:
     """Register a version; move @champion only if it beats the champion on the same metric of the
-    same test set (`test_set` fingerprints the split and the task's shape). Otherwise the champion
-    stays, and the reason says so.
+    same test set (`test_set` fingerprints the split and the task's shape) and nothing vetoes it
+    (`veto`: why not, e.g. a baseline beats it). Otherwise the champion stays, and the reason says so.
 
     Atomic: the champion is read, compared and moved under `promotion_lock`, so of two concurrent
     registers the worse can never overwrite the better. The version is registered with
@@ -305,6 +320,9 @@ def register_and_promote(
     mv = mlflow.register_model(model_uri, name, tags=version_tags)
     with promotion_lock(name):
         promoted, reason, prev_version, prev_value = _decide(champion(name), metric, value, mode, test_set, promote_hint)
+        if veto is not None:
+            promoted, reason = False, veto
+            client.set_model_version_tag(name, mv.version, "quartet.refused", veto)
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, mv.version)
         client.set_model_version_tag(name, mv.version, "quartet.promoted", str(promoted).lower())

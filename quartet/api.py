@@ -39,7 +39,10 @@ def train_plain(family_name: str | Family, task: str, hparams: dict[str, Any], p
     epoch's model dir is written there (loadable by the family's Predictor and `evaluate`)."""
     fam = family(family_name)
     config = _loop_config(fam, task, hparams, prepared_dir, epochs, seed, **options)
-    return _train_plain(fam.loop, config, Path(out_dir) if out_dir else None)
+    result = _train_plain(fam.loop, config, Path(out_dir) if out_dir else None)
+    if out_dir and fam.calibrate is not None:  # as the train stage does
+        fam.calibrate(Path(out_dir), Path(prepared_dir))
+    return result
 
 
 def evaluate(family_name: str | Family, model_dir: Path | str, prepared_dir: Path | str, plots_dir: Path | str,
