@@ -9,6 +9,11 @@ the library shows up here, and writes Markdown with the book's number beside the
 
     python -m bench.forecaster [--quick] [--only synthetic|vic|overhead] [--out BENCHMARKS.md]
 
+Section 1 with `--seeds` gives each trained row's median, mean ± std and whether the book's value lies
+within mean ± 2 std (and [min, max]) of the seeds; row 9rd is row 9 with recurrent dropout (no book
+row). Section 2 trains every net without and with the known-ahead covariates, beside the naive,
+seasonal naive, SARIMA and dynamic regression (SARIMAX) baselines, with conformal interval scores.
+
 `--quick` runs fewer models for a few epochs (a smoke test of this script, a few minutes) and writes
 to /tmp/BENCHMARKS.quick.md unless --out is given, so it never overwrites the real results.
 """
@@ -43,7 +48,7 @@ from components.config import REPO_ROOT
 from components.data import read_json, write_text_atomic
 from components.train import fit, run_supervised, train_plain
 from families.forecaster import FAMILY as FORECASTER
-from families.forecaster import baselines, models
+from families.forecaster import baselines, intervals, models
 from families.forecaster import data as fdata
 from families.forecaster import evaluate as fevaluate
 from families.forecaster import train as ftrain
@@ -141,6 +146,11 @@ BOOK_ROWS: tuple[BookRow, ...] = (
         "17", "WaveNet-lite (20 ch, dil 1,2,4,8 x2) seq2seq", 10, "train", 0.0072, "ep20 (best 0.0072)",
         {"model": "wavenet", "head": "seq2seq", "hidden": 20}, target=0.0072,
     ),
+    BookRow(
+        "9rd", "Row 9 with recurrent_dropout 0.2 (not a book row: the book's row 9 value beside it)", 10, "train",
+        0.0085, "row 9, ep20", {"model": "rnn", "head": "seq2vec", "hidden": 20, "layers": 2,
+                                "recurrent_dropout": 0.2},
+    ),
 )
 ALL_ROWS = tuple(r.row for r in BOOK_ROWS)
 QUICK_ROWS = ("1", "2", "5", "6", "7", "8", "14", "17")
@@ -153,6 +163,9 @@ VIC_MODELS: dict[str, dict[str, Any]] = {
     "wavenet": {"model": "wavenet", "head": "seq2seq", "hidden": 32, "lr": 0.005, "batch_size": 32},
 }
 QUICK_VIC_MODELS = ("linear", "gru")
+# Section 2 trains every net on both prepares: without and with the forecast days' known features.
+VIC_COVARIATES = {"none": False, "known-ahead": True}
+INTERVAL_LEVELS = (0.8, 0.95)
 
 OVERHEAD_HPARAMS = {"model": "gru", "head": "seq2seq", "hidden": 32, "layers": 2, "lr": 0.001, "batch_size": 32}
 OVERHEAD_TARGET = 1.10
@@ -363,6 +376,41 @@ class RowResult:
         times = [r.epoch_s for r in self.runs if r.epoch_s is not None]
         return statistics.median(times) if times else None
 
+    @property
+    def finals(self) -> list[float]:
+        return [r.final for r in self.runs]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1); no std from one value."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def seed_verdict(book: float, finals: Sequence[float]) -> str:
+    """Is the book's (last-epoch) value one this setup gives, judged on the seeds' final values?
+
+    The rule: "inside" when book is within mean +- 2 std (sample std over the seeds); beside it,
+    whether book lies within [min, max] of the seeds. Why both: with 3 seeds the std is itself
+    noisy (its estimate can be off by a factor of 2), so +-2 std is a loose band, while [min, max]
+    is a strict one; a miss of both says the setup differs, not the seed."""
+    if len(finals) < 2:
+        return "– (one seed)"
+    mean, std = mean_std(finals)
+    assert std is not None
+    if abs(book - mean) <= 2 * std:
+        verdict = "inside mean ± 2 std"
+    else:
+        verdict = f"**outside** mean ± 2 std (book {'below' if book < mean else 'above'})"
+    in_range = min(finals) <= book <= max(finals)
+    return f"{verdict}; {'inside' if in_range else 'outside'} [min, max]"
+
+
+def render_mean_std(r: "RowResult") -> str:
+    if len(r.runs) < 2:
+        return "–"
+    mean, std = mean_std(r.finals)
+    return f"{fmt(mean)} ± {fmt(std, 2)}"
+
 
 def run_book_row(
     row: BookRow, settings: Settings, work: Path, model_dirs: dict[tuple[str, int], Path]
@@ -440,14 +488,17 @@ def render_synthetic(results: list[RowResult], settings: Settings) -> str:
         "\"best\" is the best validation epoch (the weights the loop keeps), \"final\" the last epoch, which is "
         "what the book reports; a target counts as met on the final epoch.",
         "",
-        "| # | model | book | measured final | measured best (epoch) | target | status | wall s | train s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | model | book | measured final | final, mean ± std over seeds | book vs the seeds | "
+        "measured best (epoch) | target | status | wall s | train s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        trained = r.row.kind != "naive"
         lines.append(
             f"| {r.row.row} | {r.row.label + (f'; {r.note}' if r.note else '')} "
             f"| {fmt(r.row.book)} ({r.row.book_note}) "
-            f"| {render_final(r)} | {render_best(r)} | {fmt(r.row.target)} | "
+            f"| {render_final(r)} | {render_mean_std(r) if trained else '–'} "
+            f"| {seed_verdict(r.row.book, r.finals) if trained else '–'} | {render_best(r)} | {fmt(r.row.target)} | "
             f"{target_status(r.row.target, r.best, r.final)} | {r.wall_s:.1f} | {fmt(r.epoch_s, 3)} |"
         )
     lines += [
@@ -461,6 +512,13 @@ def render_synthetic(results: list[RowResult], settings: Settings) -> str:
         "(both zero at start with keras init, so the function class is the same).",
         "- Seed spread: 20-epoch values of these small nets move by tens of percent between loop seeds (data "
         "order and init), so a single-seed miss of a few percent says little; `--seeds 42,1,2` reports medians.",
+        "- \"book vs the seeds\": the rule is that the book's value is one this setup gives when it lies within "
+        "mean ± 2 std of the seeds' final values (sample std, n − 1); whether it lies within their [min, max] is "
+        "given beside it (the stricter check: with 3 seeds the std itself is uncertain).",
+        "- Row 9rd: row 9's model with `recurrent_dropout` 0.2 (one mask per sequence and layer on h_{t-1} in the "
+        "recurrent products, training only: `models.variational_recurrence`; evaluation runs the fused nn.RNN). "
+        "The book has no such row; its row 9 value is shown for comparison. Its train s/epoch is the Python "
+        "step loop's.",
     ]
     return "\n".join(lines)
 
@@ -476,6 +534,24 @@ class VicResult:
     val_final: float | None = None
     best_epoch: int | None = None
     wall_s: float = 0.0
+    covariates: str = "–"  # a VIC_COVARIATES key for the nets
+    scores: dict[str, float] = field(default_factory=dict)  # test_coverage_80, test_width_80, test_winkler_80, ...
+
+
+def conformal_scores(val: tuple[np.ndarray, np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray, np.ndarray],
+                     info: dict[str, Any], levels: Sequence[float] = INTERVAL_LEVELS) -> dict[str, float]:
+    """Test coverage / mean width / Winkler of the conformal intervals of a forecaster that needs no
+    training (a baseline), each (x, y, normalised forecasts) of a split: calibrated on its val
+    forecasts, scored on test, with the library's functions, exactly as `evaluate.calibrate` and
+    `evaluate.evaluate` do for a net, so the nets' interval columns have a baseline beside them."""
+    std, mean = float(info["std"][0]), float(info["mean"][0])
+
+    def units(a: np.ndarray) -> np.ndarray:
+        return a * std + mean
+
+    (vx, vy, vpred), (tx, ty, tpred) = val, test
+    record = intervals.calibration(units(vpred), units(vy), units(vx[:, :, 0]))
+    return intervals.scores(units(ty), units(tpred), units(tx[:, :, 0]), record, list(levels), "test")
 
 
 def sarima_inputs(
@@ -512,6 +588,15 @@ def baseline_result(name: str, desc: str, pred: np.ndarray, y: np.ndarray, std: 
     return VicResult(name, desc, mae, float(np.mean(np.abs(pred[:, 0] - y[:, 0])) * std))
 
 
+def render_interval(scores: dict[str, float], level: float) -> str:
+    """Three cells (coverage, mean width, Winkler) of one level, or dashes for a row without intervals."""
+    k = intervals.level_key(level)
+    if f"test_coverage_{k}" not in scores:
+        return "– | – | –"
+    return (f"{scores[f'test_coverage_{k}']:.3f} | {fmt(scores[f'test_width_{k}'], 6)} "
+            f"| {fmt(scores[f'test_winkler_{k}'], 6)}")
+
+
 def mae_h1_from_plots(plots_dir: Path) -> float:
     """evaluate.evaluate writes the test MAE per horizon (data units) for `dvc plots`; read h = 1."""
     import csv
@@ -521,19 +606,42 @@ def mae_h1_from_plots(plots_dir: Path) -> float:
 
 
 def run_vic(settings: Settings, work: Path) -> tuple[list[VicResult], dict[str, Any]]:
-    """Baselines, SARIMA and trained nets on vic_elec's test windows (MAE in data units)."""
+    """Baselines, SARIMA, the dynamic regression and the nets without and with the known-ahead
+    covariates on vic_elec's test windows (MAE in data units; conformal intervals' scores)."""
     params = cfg.load()
     prep = dict(params.task(FAMILY, "vic_elec").prepare)
-    prepared = work / "vic_elec"
-    info = prepare_to("vic_elec", prep, prepared, settings.seed)
+    prepared_dirs: dict[str, Path] = {}
+    for cov, on in VIC_COVARIATES.items():
+        prepared_dirs[cov] = work / f"vic_elec_{'future' if on else 'plain'}"
+        info = prepare_to("vic_elec", {**prep, "future_covariates": on}, prepared_dirs[cov], settings.seed)
+    prepared = prepared_dirs["none"]
+    info = read_json(prepared / "info.json")
     x, y, origins = fdata.load_split(prepared, "test", info)
+    vx, vy, _ = fdata.load_split(prepared, "val", info)
+    for other in prepared_dirs.values():  # the covariates add `future`; windows and targets must not move
+        ox, oy, o_origins = fdata.load_split(other, "test", read_json(other / "info.json"))
+        if not (np.array_equal(ox, x) and np.array_equal(oy, y) and o_origins == origins):
+            raise RuntimeError(f"{other}: test windows differ from {prepared}'s")
     std, horizon, period = float(info["std"][0]), int(info["horizon"]), int(info["period"])
     demand, idx = sarima_inputs(origins, x, y, info)
     actual = np.stack([demand[i : i + horizon] for i in idx])
-    results = [
-        baseline_result("seasonal naive", f"period {period}", baselines.seasonal_naive(x, horizon, period), y, std),
-        baseline_result("naive", "last value", baselines.naive(x, horizon), y, std),
-    ]
+    results = []
+    for name, desc, forecaster in (
+        ("seasonal naive", f"period {period}", lambda a: baselines.seasonal_naive(a, horizon, period)),
+        ("naive", "last value", lambda a: baselines.naive(a, horizon)),
+    ):
+        r = baseline_result(name, desc, forecaster(x), y, std)
+        r.scores = conformal_scores((vx, vy, forecaster(vx)), (x, y, forecaster(x)), info)
+        results.append(r)
+    dyn_test, dyn_val = fdata.load_baseline(prepared, "test"), fdata.load_baseline(prepared, "val")
+    if dyn_test is None or dyn_val is None:
+        raise RuntimeError(f"{prepared}: prepare stored no dynamic regression forecasts")
+    dynamic = baseline_result(
+        "dynamic regression (SARIMAX)",
+        "ARIMA(1,0,0)(0,1,1,7) errors; regressors temperature, temperature², working day (forecast days' observed "
+        "values); fit once before the first val/test origin, by `prepare`", dyn_test, y, std)
+    dynamic.covariates = "known-ahead"
+    dynamic.scores = conformal_scores((vx, vy, dyn_val), (x, y, dyn_test), info)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels convergence/frequency warnings; the MAE tells the story
@@ -541,16 +649,24 @@ def run_vic(settings: Settings, work: Path) -> tuple[list[VicResult], dict[str, 
     err = np.abs(pred - actual)
     results.append(VicResult("SARIMA(1,0,0)(0,1,1,7)", "daily demand only; fit once before the first test origin",
                              float(err.mean()), float(err[:, 0].mean()), wall_s=time.perf_counter() - t0))
+    results.append(dynamic)
     for name in settings.vic_models:
         hp = VIC_MODELS[name]
-        out_dir, plots = work / f"vic_{name}", work / f"vic_{name}_plots"
-        t = train_run("vic_elec", hp, prepared, settings.vic_epochs, settings, out_dir)
-        metrics = api.evaluate(FORECASTER, out_dir, prepared, plots, {})
-        if not np.isclose(metrics["test_mae_naive"], results[1].test_mae):
-            raise RuntimeError("evaluate's naive test MAE disagrees with the bench's")
-        desc = ", ".join(f"{k} {v}" for k, v in hp.items() if k != "model") + f", {settings.vic_epochs} epochs"
-        results.append(VicResult(name, desc, metrics["test_mae"], mae_h1_from_plots(plots), t.best, t.final,
-                                 t.best_epoch, t.wall_s))
+        for cov, on in VIC_COVARIATES.items():
+            slug = f"{name}_{'future' if on else 'plain'}"
+            out_dir, plots = work / f"vic_{slug}", work / f"vic_{slug}_plots"
+            t = train_run("vic_elec", hp, prepared_dirs[cov], settings.vic_epochs, settings, out_dir)
+            FORECASTER.calibrate(out_dir, prepared_dirs[cov])  # calibration.json, as the train stage writes it
+            metrics = api.evaluate(FORECASTER, out_dir, prepared_dirs[cov], plots,
+                                   {"interval_levels": list(INTERVAL_LEVELS)})
+            if not np.isclose(metrics["test_mae_naive"], results[1].test_mae):
+                raise RuntimeError("evaluate's naive test MAE disagrees with the bench's")
+            if not np.isclose(metrics["test_mae_sarimax"], dynamic.test_mae):
+                raise RuntimeError("evaluate's dynamic regression test MAE disagrees with the bench's")
+            desc = ", ".join(f"{k} {v}" for k, v in hp.items() if k != "model") + f", {settings.vic_epochs} epochs"
+            scores = {k: v for k, v in metrics.items() if k.startswith(("test_coverage_", "test_width_", "test_winkler_"))}
+            results.append(VicResult(name, desc, metrics["test_mae"], mae_h1_from_plots(plots), t.best, t.final,
+                                     t.best_epoch, t.wall_s, cov, scores))
     return results, {"prepare": prep, "counts": info["counts"], "first": origins[0], "last": origins[-1]}
 
 
@@ -559,23 +675,47 @@ def render_vic(results: list[VicResult], meta: dict[str, Any], settings: Setting
     lines = [
         "## 2. Real series: vic_elec daily demand, 14-day forecasts",
         "",
-        f"Prepare (params.yaml): `{meta['prepare']}`; windows {meta['counts']}; test origins {meta['first']} .. "
+        f"Prepare (params.yaml, run once with `future_covariates` false and once true): `{meta['prepare']}`; windows {meta['counts']}; test origins {meta['first']} .. "
         f"{meta['last']}. Inputs: demand, temperature, holiday, weekend (normalised on train). Metric: MAE over all "
         f"14 horizons of every test window, in data units (daily sum of half-hourly MW). Nets: `PlainSession` (this process), "
         f"Adam, seed {settings.seed}, init {settings.init}; test MAE from `evaluate.evaluate` "
         "(best-validation-epoch weights).",
         "",
-        "| model | settings | test MAE, 14 days | vs seasonal naive | test MAE, day 1 | val MAE best (epoch) "
-        "| val MAE final | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | covariates | settings | test MAE, 14 days | vs seasonal naive | test MAE, day 1 "
+        + "".join(f"| coverage {intervals.level_key(lv)} % | width {intervals.level_key(lv)} % "
+                  f"| Winkler {intervals.level_key(lv)} % " for lv in INTERVAL_LEVELS)
+        + "| val MAE best (epoch) | val MAE final | wall s |",
+        "|---|---|---|---|---|---|" + "---|---|---|" * len(INTERVAL_LEVELS) + "---|---|---|",
     ]
     for r in results:
         val_best = fmt(r.val_best, 6) + (f" ({r.best_epoch})" if r.best_epoch else "")
+        cells = "".join(f"| {render_interval(r.scores, lv)} " for lv in INTERVAL_LEVELS)
         lines.append(
-            f"| {r.name} | {r.settings} | {fmt(r.test_mae, 6)} | {r.test_mae / sn:.3f} | {fmt(r.test_mae_h1, 6)} "
-            f"| {val_best} | {fmt(r.val_final, 6)} | {r.wall_s:.1f} |"
+            f"| {r.name} | {r.covariates} | {r.settings} | {fmt(r.test_mae, 6)} | {r.test_mae / sn:.3f} "
+            f"| {fmt(r.test_mae_h1, 6)} {cells}| {val_best} | {fmt(r.val_final, 6)} | {r.wall_s:.1f} |"
         )
     lines += [
+        "",
+        "Covariates: \"none\" = `prepare` with `future_covariates: false` (the window's own past demand, "
+        "temperature, holiday and weekend only); \"known-ahead\" = `future_covariates: true` (params.yaml's "
+        "setting): every head also reads the 14 forecast days' temperature, holiday and weekend flags and their "
+        "squares. The temperature is the observed one (an ex-post forecast, as the textbook scores the dynamic "
+        "regression), so these rows are an upper bound on what a weather forecast would give. Both prepares give "
+        "the same windows and targets (checked).",
+        "",
+        "Intervals: split-conformal, locally weighted (`families/forecaster/intervals.py`): the absolute val "
+        "errors of each model's best weights, divided by the window's target std over its last "
+        f"{intervals.SCALE_WINDOW} days, per horizon step (`evaluate.calibrate`, what `quartet.api.train_plain` "
+        "and the train stage write); the nets' scores are `evaluate.evaluate`'s `test_coverage_*`, "
+        "`test_width_*` (mean width, data units), `test_winkler_*` (mean Winkler score, data units: width plus "
+        "2/alpha x the miss; lower is better). The baselines' (naive, seasonal naive, dynamic regression) are "
+        "computed the same way by the bench from their val and test forecasts. Calibration windows forecast "
+        f"days after {meta['prepare'].get('train_end')} up to {meta['prepare'].get('val_end')} (Australian summer "
+        "and autumn), test windows days after that (winter and spring), so calibration and test are not "
+        "exchangeable and the nominal coverage is not guaranteed: the coverage column says how far it holds.",
+        "",
+        "Dynamic regression: the SARIMAX forecasts `prepare` stores (`data.load_baseline(prepared, \"test\")`, "
+        "normalised like y; the evaluate stage reports them as `test_mae_sarimax`, checked equal here).",
         "",
         "SARIMA: `baselines.sarima_forecasts` on the raw daily demand from `data/forecaster/vic_elec.csv`; parameters "
         "are fitted once on the history before the first test origin and kept fixed (the book refits daily, "
@@ -789,8 +929,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--vic-models", help=f"comma-separated vic_elec nets (default {','.join(VIC_MODELS)})")
     p.add_argument("--one-step-data", choices=("book51", "synthetic60"), default="book51",
                    help="1-step rows: the book's 51-step draw (default) or the first 51 steps of synthetic.npy")
-    p.add_argument("--seeds", help="comma-separated loop seeds; section 1 reports the median over them and each "
-                   "seed's final value (default: the params.yaml seed only)")
+    p.add_argument("--seeds", help="comma-separated loop seeds; section 1 reports the median over them, each "
+                   "seed's final value, their mean ± std and whether the book's value lies within mean ± 2 std "
+                   "(default: the params.yaml seed only)")
     p.add_argument("--overhead-epochs", type=int, help="epochs per launcher in section 3 (default 8, quick 3)")
     return p.parse_args(argv)
 

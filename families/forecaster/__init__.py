@@ -2,7 +2,8 @@
 
 data.py ingests and prepares the splits; models.py declares the zoo; train.py the datasets, loss
 and loop (the shared supervised one); evaluate.py the metrics and plots beside the baselines of
-baselines.py; serve.py the request schemas and the Predictor.
+baselines.py; intervals.py the conformal prediction intervals; serve.py the request schemas and
+the Predictor.
 """
 
 from components.family import Family, Route
@@ -22,4 +23,6 @@ FAMILY = Family(
     input_example=serve.input_example,
     # A test metric is comparable only on the same windows, scaled the same way.
     test_set_keys=("features", "seq_len", "horizon", "mean", "std"),
+    calibrate=evaluate.calibrate,
+    baselines=evaluate.BASELINES,
 )

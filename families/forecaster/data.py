@@ -7,8 +7,14 @@ Raw files under data/forecaster/:
   tsibbledata, GPL-3); we depend on the package and never commit the data.
 
 Prepared splits (one Parquet per split): `x` (seq_len x features, float32), `y` (horizon, float32:
-the target's next values), `origin` (index or date of the first forecast step); `info.json` holds
-features, horizon, seq_len and the normalisation stats computed on train only.
+the target's next values), `origin` (index or date of the first forecast step) and, for vic_elec
+with `future_covariates`, `future` (horizon x the non-target features: the temperature, holiday
+and weekend of each forecast day, known ahead; the temperatures are the observed ones, an ex-post
+forecast as Hyndman & Athanasopoulos evaluate this series: in use they come from a weather
+forecast). `info.json` holds features, future_features, horizon, seq_len and the normalisation
+stats computed on train only. vic_elec also gets `baseline_sarimax_{val,test}.npy`: the dynamic
+regression's forecasts of the same windows (normalised), fitted here because it needs the whole
+history, which the windows do not carry.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.config import ConfigError, validate_model
 from components.data import DataError, SPLITS, read_split, write_json, write_split
+from families.forecaster import baselines
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,8 @@ class VicPrepare(BaseModel):
     train_end: str = "2013-12-31"
     val_end: str = "2014-06-30"
     period: int = Field(7, gt=0)
+    # The forecast days' temperature, holiday and weekend flags as inputs beside the window.
+    future_covariates: bool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> "VicPrepare":
@@ -108,31 +117,68 @@ def _prepare_params(task: str, raw: dict[str, Any]) -> BaseModel:
 
 
 # ----------------------------------------------------------------------------- split tables
-def split_schema(seq_len: int, n_features: int, horizon: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("x", pa.list_(pa.list_(pa.float32(), n_features), seq_len)),
-            ("y", pa.list_(pa.float32(), horizon)),
-            ("origin", pa.string()),
-        ]
-    )
+def split_schema(seq_len: int, n_features: int, horizon: int, n_future: int = 0) -> pa.Schema:
+    fields = [
+        ("x", pa.list_(pa.list_(pa.float32(), n_features), seq_len)),
+        ("y", pa.list_(pa.float32(), horizon)),
+        ("origin", pa.string()),
+    ]
+    if n_future:
+        fields.append(("future", pa.list_(pa.list_(pa.float32(), n_future), horizon)))
+    return pa.schema(fields)
 
 
-def to_table(x: np.ndarray, y: np.ndarray, origin: list[str]) -> pa.Table:
+def _nested(a: np.ndarray) -> pa.Array:
+    """(n, t, f) float32 -> fixed-size list of fixed-size lists."""
+    n, t, f = a.shape
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(a, np.float32).ravel()), f)
+    return pa.FixedSizeListArray.from_arrays(inner, t)
+
+
+def to_table(x: np.ndarray, y: np.ndarray, origin: list[str], future: np.ndarray | None = None) -> pa.Table:
     n, t, f = x.shape
-    inner = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(x, np.float32).ravel()), f)
-    xs = pa.FixedSizeListArray.from_arrays(inner, t)
     ys = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(y, np.float32).ravel()), y.shape[1])
-    return pa.Table.from_arrays([xs, ys, pa.array(origin, pa.string())], schema=split_schema(t, f, y.shape[1]))
+    columns = [_nested(x), ys, pa.array(origin, pa.string())]
+    if future is not None:
+        columns.append(_nested(future))
+    n_future = 0 if future is None else future.shape[2]
+    return pa.Table.from_arrays(columns, schema=split_schema(t, f, y.shape[1], n_future))
+
+
+def future_features(info: dict[str, Any]) -> list[str]:
+    """The features known ahead for each forecast day (empty: the model reads the window only)."""
+    return list(info.get("future_features") or [])
 
 
 def load_split(prepared_dir: Path, split: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(x, y, origins) of one split, schema-checked against info.json."""
-    t, f, h = int(info["seq_len"]), len(info["features"]), int(info["horizon"])
-    table = read_split(prepared_dir / f"{split}.parquet", split_schema(t, f, h))
+    x, y, origins, _ = load_split_with_future(prepared_dir, split, info)
+    return x, y, origins
+
+
+def load_split_with_future(
+    prepared_dir: Path, split: str, info: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """(x, y, origins, future or None) of one split, schema-checked against info.json."""
+    t, f, h, k = int(info["seq_len"]), len(info["features"]), int(info["horizon"]), len(future_features(info))
+    table = read_split(prepared_dir / f"{split}.parquet", split_schema(t, f, h, k))
     x = table.column("x").combine_chunks().flatten().flatten().to_numpy().reshape(-1, t, f)
     y = table.column("y").combine_chunks().flatten().to_numpy().reshape(-1, h)
-    return x.astype(np.float32), y.astype(np.float32), table.column("origin").to_pylist()
+    future = None
+    if k:
+        future = table.column("future").combine_chunks().flatten().flatten().to_numpy().reshape(-1, h, k)
+        future = future.astype(np.float32)
+    return x.astype(np.float32), y.astype(np.float32), table.column("origin").to_pylist(), future
+
+
+def baseline_file(split: str, name: str = "sarimax") -> str:
+    return f"baseline_{name}_{split}.npy"
+
+
+def load_baseline(prepared_dir: Path, split: str, name: str = "sarimax") -> np.ndarray | None:
+    """A baseline's normalised forecasts of the split's windows, when prepare wrote them."""
+    path = Path(prepared_dir) / baseline_file(split, name)
+    return np.load(path, allow_pickle=False) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -215,7 +261,7 @@ def prepare_vic(p: VicPrepare, raw_dir: Path, out_dir: Path) -> dict[str, Any]:
     std = values[train_rows].std(axis=0)
     mean[2:], std[2:] = 0.0, 1.0  # flags stay 0/1
     norm = ((values - mean) / std).astype(np.float32)
-    windows: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in SPLITS}
+    windows: dict[str, tuple[list, list, list, list, list]] = {s: ([], [], [], [], []) for s in SPLITS}
     for i in range(p.seq_len, len(df) - p.horizon + 1):
         first, last = dates[i], dates[i + p.horizon - 1]
         if last <= train_end:
@@ -226,19 +272,27 @@ def prepare_vic(p: VicPrepare, raw_dir: Path, out_dir: Path) -> dict[str, Any]:
             split = "test"
         else:
             continue  # the targets straddle a split boundary
-        xs, ys, origins = windows[split]
+        xs, ys, origins, futures, rows = windows[split]
         xs.append(norm[i - p.seq_len : i])
         ys.append(norm[i : i + p.horizon, 0])
+        futures.append(norm[i : i + p.horizon, 1:])
         origins.append(str(pd.Timestamp(first).date()))
+        rows.append(i)
     counts = {}
-    for split, (xs, ys, origins) in windows.items():
+    regressors = baselines.dynamic_regressors(df["temperature"], df["holiday"], df["weekend"])
+    for split, (xs, ys, origins, futures, rows) in windows.items():
         if not xs:
             raise ConfigError(f"params: families.forecaster.vic_elec.prepare: the {split} split has no windows")
-        write_split(out_dir / f"{split}.parquet", to_table(np.stack(xs), np.stack(ys), origins))
+        future = np.stack(futures) if p.future_covariates else None
+        write_split(out_dir / f"{split}.parquet", to_table(np.stack(xs), np.stack(ys), origins, future))
         counts[split] = len(xs)
+        if split != "train":
+            sarimax = baselines.sarimax_forecasts(values[:, 0], regressors, rows, p.horizon)
+            np.save(out_dir / baseline_file(split), ((sarimax - mean[0]) / std[0]).astype(np.float32), allow_pickle=False)
     return {
         "task": "vic_elec",
         "features": features,
+        "future_features": features[1:] if p.future_covariates else [],
         "target": "demand",
         "seq_len": p.seq_len,
         "horizon": p.horizon,

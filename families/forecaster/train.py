@@ -20,7 +20,7 @@ from components.family import Metric
 from components.session import LoopConfig, Session, unwrap
 from components.train import SupervisedSpec, run_supervised
 from families.forecaster import models
-from families.forecaster.data import load_split
+from families.forecaster.data import load_split_with_future
 
 METRICS = {"synthetic": Metric("mse"), "vic_elec": Metric("mae")}
 
@@ -33,28 +33,36 @@ def seq2seq_targets(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(full, horizon, axis=1)[:, 1 : seq_len + 1].copy()
 
 
-def tensor_dataset(x: np.ndarray, y: np.ndarray) -> torch.utils.data.TensorDataset:
-    """(x, the seq2vec target y, the seq2seq targets of every step): both heads train on one dataset."""
-    return torch.utils.data.TensorDataset(
-        torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(seq2seq_targets(x, y))
-    )
+def tensor_dataset(x: np.ndarray, y: np.ndarray, future: np.ndarray | None = None) -> torch.utils.data.TensorDataset:
+    """(x, the seq2vec target y, the seq2seq targets of every step[, the known-ahead features]):
+    both heads train on one dataset."""
+    tensors = [torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(seq2seq_targets(x, y))]
+    if future is not None:
+        tensors.append(torch.from_numpy(future))
+    return torch.utils.data.TensorDataset(*tensors)
 
 
 def datasets(prepared_dir: Path, hp: dict[str, Any], info: dict[str, Any], max_train: int | None):
     """(train, val) of a prepared dir; `max_train` keeps the first windows (Tune's cheap trials)."""
-    x, y, _ = load_split(prepared_dir, "train", info)
+    x, y, _, future = load_split_with_future(prepared_dir, "train", info)
     if max_train:
         x, y = x[:max_train], y[:max_train]
-    vx, vy, _ = load_split(prepared_dir, "val", info)
-    return tensor_dataset(x, y), tensor_dataset(vx, vy)
+        future = None if future is None else future[:max_train]
+    vx, vy, _, vfuture = load_split_with_future(prepared_dir, "val", info)
+    return tensor_dataset(x, y, future), tensor_dataset(vx, vy, vfuture)
+
+
+def _future(batch: Any) -> torch.Tensor | None:
+    return batch[3] if len(batch) > 3 else None
 
 
 # ----------------------------------------------------------------------------- loss and metrics
 def loss(model: torch.nn.Module, batch: Any, hp: dict[str, Any]) -> torch.Tensor:
     """MSE against the head's targets: seq2vec on y, seq2seq on every step's next `horizon` values
     (only the steps the model emits: conv_gru downsamples)."""
-    x, y, yseq = batch
-    out = model(x)
+    x, y, yseq = batch[:3]
+    future = _future(batch)
+    out = model(x) if future is None else model(x, future)
     if out.dim() == 2:
         return torch.nn.functional.mse_loss(out, y)
     idx = unwrap(model).step_index(x.shape[1])
@@ -70,8 +78,9 @@ def error_metrics(pred: np.ndarray, y: np.ndarray, std: float, prefix: str) -> d
 def validate(model: torch.nn.Module, loader: Any, hp: dict[str, Any], info: dict[str, Any]) -> dict[str, float]:
     """val_mse and val_mae of the all-at-once forecast over the whole validation split."""
     preds, ys = [], []
-    for x, y, _ in loader:
-        preds.append(models.forecast(model, x).cpu().numpy())
+    for batch in loader:
+        x, y = batch[:2]
+        preds.append(models.forecast(model, x, _future(batch)).cpu().numpy())
         ys.append(y.cpu().numpy())
     return error_metrics(np.concatenate(preds), np.concatenate(ys), float(info["std"][0]), "val")
 

@@ -28,6 +28,12 @@ def test_mlflow_models_serve_answers_the_champion(trained_repo: Path) -> None:
                           timeout=30)
         assert r.status_code == 200, r.text
         assert np.shape(r.json()["predictions"][0]["forecast"]) == (1, 10)
+        body["inputs"]["intervals"] = [0.9]  # optional in the signature, as on Serve's route
+        r = requests.post(url + "/invocations", data=json.dumps(body), headers={"content-type": "application/json"},
+                          timeout=30)
+        assert r.status_code == 200, r.text
+        (band,) = r.json()["predictions"][0]["intervals"]
+        assert band["level"] == 0.9 and np.shape(band["lower"]) == np.shape(band["upper"]) == (1, 10)
         bad = {"inputs": {"task": "synthetic", "series": [[0.1] * 50], "horizon": 99}}
         r = requests.post(url + "/invocations", data=json.dumps(bad), headers={"content-type": "application/json"},
                           timeout=30)

@@ -207,6 +207,28 @@ def test_a_version_scored_on_another_test_set_never_takes_the_alias(trained_repo
         mlflow.set_tracking_uri(None)
 
 
+def test_register_refuses_to_promote_a_model_a_baseline_beats(trained_repo: Path) -> None:
+    """The tiny profile turns the check off (its 2-epoch models must be served); turned on, the
+    tiny GRU loses to the dynamic regression, so register keeps v1 and says which baseline won."""
+    metrics = json.loads((trained_repo / "metrics" / "forecaster-vic_elec.json").read_text())
+    assert metrics["test_mae"] > metrics["test_mae_sarimax"], "precondition: the tiny model loses to SARIMAX"
+    registry = trained_repo / "registry" / "forecaster-vic_elec.json"
+    kept = registry.read_text()
+    original = _set_param(trained_repo, "vic_elec", "register", "must_beat_baselines", True)
+    client = mlflow_client(trained_repo)
+    try:
+        proc = run([*QUARTET, "register", "forecaster", "vic_elec"], cwd=trained_repo, timeout=300)
+        assert "is beaten by the sarimax baseline" in proc.stdout and "not promoted" in proc.stdout, proc.stdout
+        outcome = json.loads(registry.read_text())
+        assert outcome["promoted"] is False and "sarimax" in outcome["reason"]
+        version = client.get_model_version("quartet-forecaster-vic_elec", outcome["version"])
+        assert version.tags["quartet.promoted"] == "false" and "sarimax" in version.tags["quartet.refused"]
+        assert str(client.get_model_version_by_alias("quartet-forecaster-vic_elec", "champion").version) == "1"
+    finally:
+        (trained_repo / "params.yaml").write_text(original)
+        registry.write_text(kept)
+
+
 def test_adopted_cluster_tuning_reruns_train_onward_but_not_tune(trained_repo: Path) -> None:
     """`quartet adopt-tuning` (after `quartet submit tune`): the cluster's best params become the
     tune stage's recorded output, so `dvc repro` would retrain from them without tuning again."""

@@ -134,7 +134,9 @@ def test_a_champion_that_fails_to_load_marks_only_its_task_unavailable(server, t
         r = post(url + "/forecaster/predict", body)
         assert r.status_code == 503 and "failed to load" in r.json()["detail"]["reason"]
         days = [[250000.0, 25.0, 0.0, 0.0]] * 56
-        assert post(url + "/forecaster/predict", {"task": "vic_elec", "series": [days], "horizon": 14}).status_code == 200
+        future = [[[25.0, 0.0, 0.0]] * 14]
+        assert post(url + "/forecaster/predict", {"task": "vic_elec", "series": [days], "horizon": 14,
+                                                  "future": future}).status_code == 200
         assert post(url + "/rl/act", json.loads(ACT)).status_code == 200
     finally:
         client.set_registered_model_alias(name, "champion", str(good.version))

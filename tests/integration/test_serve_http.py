@@ -45,10 +45,32 @@ def test_forecasts_univariate_and_multivariate(server, trained_repo: Path) -> No
     assert body["task"] == "synthetic" and body["model_version"] == "1"
     assert np.shape(body["forecast"]) == (2, 10) and body["forecast"][0] == body["forecast"][1]
     days = [[250000.0 + 1000 * i, 25.0, 0.0, float(i % 7 >= 5)] for i in range(56)]
-    r = post(url + "/forecaster/predict", {"task": "vic_elec", "series": [days], "horizon": 14})
+    future = [[25.0, 0.0, float((56 + i) % 7 >= 5)] for i in range(14)]  # each forecast day's weather, flags
+    r = post(url + "/forecaster/predict", {"task": "vic_elec", "series": [days], "horizon": 14, "future": [future]})
     assert r.status_code == 200, r.text
     forecast = np.asarray(r.json()["forecast"])
     assert forecast.shape == (1, 14) and 100_000 < forecast.mean() < 500_000  # data units (MW summed)
+
+
+def test_forecasts_come_with_prediction_intervals_and_bad_ones_are_422(server) -> None:
+    url, _ = server
+    series = [float(np.sin(i / 5)) for i in range(50)]
+    r = post(url + "/forecaster/predict", {"task": "synthetic", "series": [series], "horizon": 10, "intervals": [0.8, 0.95]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    point = np.asarray(body["forecast"])
+    by_level = {i["level"]: (np.asarray(i["lower"]), np.asarray(i["upper"])) for i in body["intervals"]}
+    assert set(by_level) == {0.8, 0.95} and by_level[0.8][0].shape == point.shape == (1, 10)
+    assert (by_level[0.95][0] < by_level[0.8][0]).all() and (by_level[0.8][0] < point).all()
+    assert (point < by_level[0.8][1]).all() and (by_level[0.8][1] < by_level[0.95][1]).all()
+    days = [[250000.0, 25.0, 0.0, 0.0]] * 56
+    for bad, why in [({"task": "synthetic", "series": [series], "horizon": 10, "intervals": [1.5]}, "less than 1"),
+                     ({"task": "synthetic", "series": [series], "horizon": 10, "intervals": [0.9999]}, "calibration windows"),
+                     ({"task": "synthetic", "series": [series], "horizon": 10, "intervals": [0.8] * 6}, "at most 5"),
+                     ({"task": "vic_elec", "series": [days], "horizon": 14}, "needs `future`"),
+                     ({"task": "vic_elec", "series": [days], "horizon": 14, "future": [[[25.0, 0.0]] * 14]}, "3 values each")]:
+        r = post(url + "/forecaster/predict", bad)
+        assert r.status_code == 422 and why in r.text, (bad, r.status_code, r.text)
 
 
 def test_concurrent_requests_are_batched_and_answered(server) -> None:
