@@ -50,7 +50,9 @@ def sarimax_forecasts(
     """(len(origins), horizon) forecasts: fit once on the history before the first origin, then
     extend the state to each origin with the parameters fixed and forecast `horizon` steps, with
     the regressors' observed values over the horizon (`exog` rows aligned with `history`; an
-    ex-post forecast, as the textbook evaluates it: in use they would be a weather forecast)."""
+    ex-post forecast, as the textbook evaluates it: in use they would be a weather forecast).
+    Origins ascending. `extend` filters only the new days (re-`apply`ing the whole history per
+    origin gave the same forecasts to 1e-15 relative, 30x slower)."""
     import warnings
 
     from statsmodels.tsa.statespace.sarimax import SARIMAX
@@ -64,7 +66,12 @@ def sarimax_forecasts(
         fit = SARIMAX(history[:first], exog=rows(exog, slice(0, first)), order=order,
                       seasonal_order=seasonal_order).fit(disp=False, maxiter=200)
         out = np.empty((len(origins), horizon))
+        res, seen = fit, first
         for i, origin in enumerate(origins):
-            res = fit.apply(history[:origin], exog=rows(exog, slice(0, origin)))
+            if origin < seen:
+                raise ValueError("sarimax_forecasts needs ascending origins")
+            if origin > seen:
+                res = res.extend(history[seen:origin], exog=rows(exog, slice(seen, origin)))
+                seen = origin
             out[i] = res.forecast(horizon, exog=rows(exog, slice(origin, origin + horizon)))
     return out
