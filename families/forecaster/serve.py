@@ -139,6 +139,8 @@ class Predictor:
         out = []
         for level in req.intervals:
             lower, upper = intervals.bounds(forecast, self.calibration, level, target)
+            if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+                raise RequestError("series values too large for this model: the interval overflows (not finite)")
             out.append(Interval(level=level, lower=lower.astype(float).tolist(), upper=upper.astype(float).tolist()))
         return out
 
