@@ -1,9 +1,10 @@
 """The translator family (book ch. 16): dates -> ISO, and English -> Spanish Bible verses.
 
-data.py ingests and prepares (splits, codecs); models.py holds the modules and the zoo; decode.py
-greedy and beam search; train.py the batches, loss and validation of the shared supervised loop;
-metrics.py the scores both validation and evaluation use; evaluate.py the evaluate stage;
-serve.py the translate route and its Predictor.
+data.py ingests and prepares (splits incl. en-es's held-out books, codecs); models.py holds the
+modules and the zoo; decode.py greedy and beam search and the batched `translate_ids`; train.py
+the batches, loss, validation and per-step learning rate of the shared supervised loop;
+metrics.py the decoding and scores both validation and evaluation use; evaluate.py the evaluate
+stage; serve.py the translate route and its Predictor.
 """
 
 from components.family import Family, Route

@@ -8,9 +8,13 @@ Raw files under data/translator/ (byte-identical on every run):
   `diatheke`. Psalm verse 1 is dropped: the Spanish module prints the psalm title inside it.
 
 Prepared splits (`train|val|test.parquet`): `source`, `target` (strings) and `src`, `tgt`
-(token ids, int32, no BOS/EOS). `info.json` carries everything needed to tokenise and
-detokenise (char vocabularies, or the tokenizers as `Tokenizer.to_str()`), because a served
-model dir holds only config.json (which embeds info) + weights.pt.
+(token ids, int32, no BOS/EOS). en-es has two test sets: `test`, verses drawn at random from the
+pool (what published Bible-only numbers are comparable to; a neighbouring verse of the same passage
+may be in train), and `test_books.parquet`, every short verse of the whole books named by the
+prepare param `test_books`, which no other split holds (no passage leaks into training). The
+optional `shared_vocab` trains one tokenizer on both sides. `info.json` carries everything needed
+to tokenise and detokenise (char vocabularies, or the tokenizers as `Tokenizer.to_str()`),
+because a served model dir holds only config.json (which embeds info) + weights.pt.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.config import ConfigError, validate_model
 from components.data import SPLITS, DataError, read_split, write_json, write_split
@@ -61,6 +65,11 @@ CANON = (
     "Philippians|Colossians|I Thessalonians|II Thessalonians|I Timothy|II Timothy|Titus|Philemon|Hebrews|James|"
     "I Peter|II Peter|I John|II John|III John|Jude|Revelation of John"
 ).split("|")
+# The held-out books of en-es: one of each kind of text (history, prophecy, gospel, letter), 1,050
+# verses of <= 20 words; John rather than a synoptic gospel, whose passages recur nearly word for
+# word in the other two (a leak back into train).
+TEST_BOOKS = ("Joshua", "Ezekiel", "John", "Romans")
+TEST_BOOKS_SPLIT = "test_books"
 # diatheke prints "<sticky heading text>Book C:V: <osis>"; the heading of the last section is
 # repeated before every later verse, so the reference is searched for, not anchored.
 _REF = re.compile(r"(?:^|\s|>)(" + "|".join(sorted(map(re.escape, CANON), key=len, reverse=True)) + r") (\d+):(\d+): ")
@@ -190,6 +199,18 @@ class EnEsPrepare(BaseModel):
     max_pairs: int | None = Field(None, gt=0, description="keep at most this many pairs after filtering (tiny runs)")
     vocab_size: int = Field(2000, ge=64, le=50_000)
     tokenizer: str = Field("bpe", pattern="^(bpe|unigram)$")
+    shared_vocab: bool = Field(False, description="one subword vocabulary trained on the English and Spanish training "
+                                                  "text together (lets a Transformer share its embeddings)")
+    test_books: list[str] = Field(list(TEST_BOOKS), description="whole books held out as the second test set "
+                                                                "(test_books.parquet); [] for none")
+
+    @field_validator("test_books")
+    @classmethod
+    def _canonical_books(cls, books: list[str]) -> list[str]:
+        unknown = [b for b in books if b not in CANON]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a book name of the canon (one of {', '.join(CANON)})")
+        return books
 
 
 PREPARE_PARAMS = {"dates": DatesPrepare, "en-es": EnEsPrepare}
@@ -326,21 +347,39 @@ def prepare_dates(p: DatesPrepare, raw_dir: Path, out_dir: Path, seed: int) -> d
     return _write_splits(info, parts, out_dir)
 
 
+def book_of(ref: str) -> str:
+    """"I John 1:9" -> "I John"."""
+    return ref.rsplit(" ", 1)[0]
+
+
 def prepare_en_es(p: EnEsPrepare, raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
     rows = read_tsv(raw_dir / EN_ES_FILE, ("ref", "en", "es"))
-    kept = [(en, es) for _, en, es in rows if len(en.split()) <= p.max_words and len(es.split()) <= p.max_words]
-    kept = _shuffled(kept, seed)
+    kept = [(ref, en, es) for ref, en, es in rows if len(en.split()) <= p.max_words and len(es.split()) <= p.max_words]
+    held_out = set(p.test_books)
+    books = [(en, es) for ref, en, es in kept if book_of(ref) in held_out]
+    pool = _shuffled([(en, es) for ref, en, es in kept if book_of(ref) not in held_out], seed)
+    if held_out and not books:
+        raise ConfigError(f"params: families.translator.en-es.prepare.test_books: no verse of <= {p.max_words} words "
+                          f"in {sorted(held_out)}")
     if p.max_pairs:
-        kept = kept[:p.max_pairs]
-    n_train = len(kept) - p.val_size - p.test_size
+        pool = pool[:p.max_pairs]
+    n_train = len(pool) - p.val_size - p.test_size
     if n_train < max(p.val_size, 100):
         raise ConfigError(f"params: families.translator.en-es.prepare: val_size + test_size = {p.val_size + p.test_size} "
-                          f"leave only {n_train} of {len(kept)} pairs (<= {p.max_words} words) to train on")
-    parts = {"test": kept[:p.test_size], "val": kept[p.test_size:p.test_size + p.val_size],
-             "train": kept[p.test_size + p.val_size:]}
-    src_tok = train_tokenizer([s for s, _ in parts["train"]], p.vocab_size, p.tokenizer)
-    tgt_tok = train_tokenizer([t for _, t in parts["train"]], p.vocab_size, p.tokenizer)
+                          f"leave only {n_train} of {len(pool)} pairs (<= {p.max_words} words, outside test_books) "
+                          f"to train on")
+    parts = {"test": pool[:p.test_size], "val": pool[p.test_size:p.test_size + p.val_size],
+             "train": pool[p.test_size + p.val_size:]}
+    if held_out:
+        parts[TEST_BOOKS_SPLIT] = books
+    train_src, train_tgt = [s for s, _ in parts["train"]], [t for _, t in parts["train"]]
+    if p.shared_vocab:
+        src_tok = tgt_tok = train_tokenizer(train_src + train_tgt, p.vocab_size, p.tokenizer)
+    else:
+        src_tok = train_tokenizer(train_src, p.vocab_size, p.tokenizer)
+        tgt_tok = train_tokenizer(train_tgt, p.vocab_size, p.tokenizer)
     info = {"task": "en-es", "codec": "subword", "tokenizer": p.tokenizer, "max_words": p.max_words,
+            "shared_vocab": p.shared_vocab, "test_books": list(p.test_books),
             "src_tokenizer": src_tok.to_str(), "tgt_tokenizer": tgt_tok.to_str()}
     return _write_splits(info, parts, out_dir)
 
@@ -348,7 +387,7 @@ def prepare_en_es(p: EnEsPrepare, raw_dir: Path, out_dir: Path, seed: int) -> di
 def _write_splits(info: dict[str, Any], parts: dict[str, list], out_dir: Path) -> dict[str, Any]:
     codec = Codec(info)
     counts, max_src, max_tgt = {}, 0, 0
-    for split in SPLITS:
+    for split in parts:
         table = to_table(parts[split], codec)
         write_split(out_dir / f"{split}.parquet", table)
         counts[split] = table.num_rows

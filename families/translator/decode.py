@@ -1,6 +1,8 @@
 """Decoding, written once for every translator model (the interface in models.py): greedy and
-beam search, batched. PAD and BOS are never emitted; hypotheses carry the model's own
-log-probabilities (so a caller can re-score or compare them) and, when asked, the attention.
+beam search, batched, and `translate_ids`, the one batching of id sequences that the per-epoch
+validation, the evaluate stage and serving all decode through. PAD and BOS are never emitted;
+hypotheses carry the model's own log-probabilities (so a caller can re-score or compare them)
+and, when asked, the attention.
 """
 
 from __future__ import annotations
@@ -164,3 +166,33 @@ def beam_search(model: nn.Module, src: torch.Tensor, beam_width: int, max_len: i
         finished[b].sort(key=lambda h: h.score, reverse=True)
         finished[b] = finished[b][:k]
     return finished
+
+
+def pad(seqs: list[list[int]]) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    return torch.tensor([s + [PAD] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+@torch.no_grad()
+def translate_ids(model: nn.Module, src: list[list[int]], beam_width: int, max_len: int, attention: bool = False,
+                  batch_size: int = 256) -> list[list[Hypothesis]]:
+    """n-best lists (greedy: one hypothesis) for id sequences, batched by similar length, on the
+    model's device. Every score of a translator goes through here, so validation and evaluation
+    decode the same batches and get the same outputs."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(src)), key=lambda i: len(src[i]))
+    out: list[list[Hypothesis]] = [[] for _ in src]
+    for c in range(0, len(order), batch_size):
+        idx = order[c:c + batch_size]
+        x = pad([src[i] for i in idx]).to(device)
+        limit = min(max_len, 2 * x.shape[1] + 4)
+        if beam_width == 1:
+            res = [[h] for h in greedy_decode(model, x, limit, attention)]
+        else:
+            res = beam_search(model, x, beam_width, limit, attention)
+        for i, r in zip(idx, res):
+            for h in r:  # the batch pads sources to one width: keep this source's own columns
+                if h.attention is not None:
+                    h.attention = [row[: len(src[i])] for row in h.attention]
+            out[i] = r
+    return out

@@ -1,5 +1,8 @@
-"""The evaluate stage: greedy and beam scores on val and test, attention heat-maps, samples and
-scores by source length; and the model-dir loading and batched translation it shares with serving."""
+"""The evaluate stage: greedy and beam scores on val and the test sets, attention heat-maps,
+samples and scores by source length; and the model-dir loading it shares with serving.
+
+en-es has a second test set when prepare held out whole books: `test_books_bleu` / `test_books_chrf`
+(+ `_beam`) beside `test_bleu` / `test_chrf` (shuffled verses, the ones the registry compares)."""
 
 from __future__ import annotations
 
@@ -11,36 +14,13 @@ import torch
 
 import components.train
 from families.translator import models
-from families.translator.data import Codec, load_split
-from families.translator.decode import Hypothesis, beam_search, greedy_decode
-from families.translator.metrics import max_decode_len, score_texts
-from families.translator.train import pad
+from families.translator.data import TEST_BOOKS_SPLIT, Codec, load_split
+from families.translator.decode import translate_ids
+from families.translator.metrics import max_decode_len, score_texts, translations
 
 
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return components.train.load_model(model_dir, models.build)
-
-
-def translate_ids(model: torch.nn.Module, src: list[list[int]], beam_width: int, max_len: int, attention: bool = False,
-                  batch_size: int = 256) -> list[list[Hypothesis]]:
-    """n-best lists (greedy: one hypothesis) for id sequences, batched by similar length."""
-    order = sorted(range(len(src)), key=lambda i: len(src[i]))
-    out: list[list[Hypothesis]] = [[] for _ in src]
-    with torch.no_grad():
-        for c in range(0, len(order), batch_size):
-            idx = order[c:c + batch_size]
-            x = pad([src[i] for i in idx])
-            limit = min(max_len, 2 * x.shape[1] + 4)
-            if beam_width == 1:
-                res = [[h] for h in greedy_decode(model, x, limit, attention)]
-            else:
-                res = beam_search(model, x, beam_width, limit, attention)
-            for i, r in zip(idx, res):
-                for h in r:  # the batch pads sources to one width: keep this source's own columns
-                    if h.attention is not None:
-                        h.attention = [row[: len(src[i])] for row in h.attention]
-                out[i] = r
-    return out
 
 
 def _plot_attention(path: Path, weights: list[list[float]], src_tokens: list[str], out_tokens: list[str]) -> None:
@@ -61,7 +41,8 @@ def _plot_attention(path: Path, weights: list[list[float]], src_tokens: list[str
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[str, Any]) -> dict[str, float]:
-    """Greedy and beam scores on val and test; attention heat-maps, samples.tsv and a CSV in plots_dir."""
+    """Greedy and beam scores on val and the test sets; attention heat-maps, samples.tsv and a CSV
+    (the shuffled test split's) in plots_dir."""
     model, config = load_model(model_dir)
     info = config["info"]
     task = info["task"]
@@ -71,13 +52,14 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
     n_samples = int(params.get("n_samples", 10))
     max_len = max_decode_len(info)
     plots_dir.mkdir(parents=True, exist_ok=True)
+    batch = int(config["hparams"].get("val_batch_size", 500))
     metrics: dict[str, float] = {}
-    for split in ("val", "test"):
+    for split in ("val", "test", TEST_BOOKS_SPLIT):
+        if split == TEST_BOOKS_SPLIT and not (prepared_dir / f"{split}.parquet").is_file():
+            continue
         data = load_split(prepared_dir, split)
-        greedy = translate_ids(model, data["src"], 1, max_len)
-        beamed = translate_ids(model, data["src"], beam, max_len)
-        g = [codec.decode_target(h[0].tokens) for h in greedy]
-        b = [codec.decode_target(h[0].tokens) for h in beamed]
+        g = translations(model, data["src"], info, 1, batch)
+        b = translations(model, data["src"], info, beam, batch)
         metrics.update(score_texts(task, g, data["target"], split))
         metrics.update({k + "_beam": v for k, v in score_texts(task, b, data["target"], split).items()})
         if split != "test":

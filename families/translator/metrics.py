@@ -1,5 +1,6 @@
 """How the translator is judged, shared by the per-epoch validation (train.py) and the evaluate
-stage (evaluate.py).
+stage (evaluate.py): both decode with `translations` and score the split's own target strings
+with `score_texts`, so the epoch chosen as best is chosen on the number evaluate reports.
 
 - dates: tuned and promoted on whole-string exact match (greedy); also per-character accuracy.
 - en-es: tuned and promoted on chrF (sacreBLEU's corpus chrF, greedy). chrF rather than BLEU
@@ -13,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from components.family import Metric
+from families.translator.data import Codec
+from families.translator.decode import translate_ids
 
 METRICS = {"dates": Metric("exact_match", "max"), "en-es": Metric("chrf", "max")}
 
@@ -39,3 +42,12 @@ def score_texts(task: str, preds: list[str], refs: list[str], prefix: str) -> di
 
     return {f"{prefix}_bleu": float(sacrebleu.corpus_bleu(preds, [refs]).score),
             f"{prefix}_chrf": float(sacrebleu.corpus_chrf(preds, [refs]).score)}
+
+
+def translations(model: Any, src: list[list[int]], info: dict[str, Any], beam_width: int = 1,
+                 batch_size: int = 500) -> list[str]:
+    """Detokenised best hypotheses (greedy for beam_width 1) for id sequences, under the decode
+    length limit of the test metric; batch_size is the model's `val_batch_size`."""
+    codec = Codec(info)
+    hyps = translate_ids(model, src, beam_width, max_decode_len(info), batch_size=batch_size)
+    return [codec.decode_target(h[0].tokens) for h in hyps]

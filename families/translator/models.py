@@ -17,9 +17,10 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
+from components.config import ConfigError
 from components.family import ModelSpec, zoo
 from families.translator.data import PAD
 
@@ -247,14 +248,22 @@ def _attend(mha: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: tor
 
 class TransformerSeq2Seq(nn.Module):
     """Encoder (nn.TransformerEncoderLayer x N) + decoder (DecoderLayer x N), sinusoidal positions,
-    padding masks on every attention, a causal mask on decoder self-attention."""
+    padding masks on every attention, a causal mask on decoder self-attention.
+
+    Weight tying (Press & Wolf 2017; "Attention is all you need" §3.4): `tie_output` makes the
+    output projection's weight the decoder's input embedding; `share_embeddings` (a shared
+    source/target vocabulary) makes the encoder's embedding that same matrix too. A tied
+    embedding starts at N(0, 1/hidden), as in fairseq, so that the logits start near zero; the
+    untied default keeps nn.Embedding's N(0, 1)."""
 
     def __init__(self, src_vocab: int, tgt_vocab: int, hidden: int, heads: int, ff_dim: int, layers: int,
-                 dropout: float, max_len: int = 512) -> None:
+                 dropout: float, max_len: int = 512, tie_output: bool = False, share_embeddings: bool = False) -> None:
         super().__init__()
+        if share_embeddings and src_vocab != tgt_vocab:
+            raise ValueError(f"share_embeddings needs one vocabulary (src {src_vocab}, tgt {tgt_vocab} tokens)")
         self.dim = hidden
         self.src_embed = nn.Embedding(src_vocab, hidden, padding_idx=PAD)
-        self.tgt_embed = nn.Embedding(tgt_vocab, hidden, padding_idx=PAD)
+        self.tgt_embed = self.src_embed if share_embeddings else nn.Embedding(tgt_vocab, hidden, padding_idx=PAD)
         self.register_buffer("pe", sinusoidal_encoding(max_len, hidden), persistent=False)
         layer = nn.TransformerEncoderLayer(hidden, heads, ff_dim, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(hidden), enable_nested_tensor=False)
@@ -262,6 +271,12 @@ class TransformerSeq2Seq(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, tgt_vocab)
+        if tie_output or share_embeddings:
+            nn.init.normal_(self.tgt_embed.weight, std=hidden ** -0.5)
+            with torch.no_grad():
+                self.tgt_embed.weight[PAD].zero_()
+        if tie_output:
+            self.out.weight = self.tgt_embed.weight
 
     def _embed(self, emb: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         return self.drop(emb(ids) * math.sqrt(self.dim) + self.pe[: ids.shape[1]])
@@ -331,10 +346,20 @@ class AttentionHParams(Seq2SeqHParams):
 
 
 class TransformerHParams(TrainHParams):
-    """Transformer encoder-decoder; `hidden` is the model width (embeddings included)."""
+    """Transformer encoder-decoder; `hidden` is the model width (embeddings included).
+
+    The usual recipe ("Attention is all you need" §5.3-5.4, Press & Wolf 2017) is knobs here, off
+    by default so that model dirs written before them build the same module: `lr_schedule`
+    inverse_sqrt with `warmup_steps` (per optimizer step, train.step_lr; `lr` is the peak rate),
+    `tie_output` and `share_embeddings` (weight tying; the latter needs the en-es prepare option
+    `shared_vocab`), and the shared `label_smoothing` and `clip_norm`."""
 
     heads: int = Field(4, gt=0, le=16)
     ff_dim: int = Field(256, gt=0, le=8192)
+    lr_schedule: Literal["constant", "inverse_sqrt"] = "constant"
+    warmup_steps: int = Field(0, ge=0, le=1_000_000, description="linear warm-up of the rate over this many steps")
+    tie_output: bool = Field(False, description="output projection weight = decoder input embedding")
+    share_embeddings: bool = Field(False, description="encoder embedding = decoder embedding (shared vocabulary)")
 
     @field_validator("heads")
     @classmethod
@@ -343,6 +368,12 @@ class TransformerHParams(TrainHParams):
         if hidden is not None and hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
         return heads
+
+    @model_validator(mode="after")
+    def _inverse_sqrt_needs_warmup(self) -> TransformerHParams:
+        if self.lr_schedule == "inverse_sqrt" and self.warmup_steps == 0:
+            raise ValueError("lr_schedule inverse_sqrt needs warmup_steps > 0 (the step its decay starts from)")
+        return self
 
 
 def _rnn(hp: dict[str, Any], info: dict[str, Any], attention: str | None) -> RNNSeq2Seq:
@@ -362,8 +393,13 @@ def build_attention(hp: dict[str, Any], info: dict[str, Any]) -> RNNSeq2Seq:
 def build_transformer(hp: dict[str, Any], info: dict[str, Any]) -> TransformerSeq2Seq:
     # positions for the longest source/target seen in training, with room for longer requests
     max_len = max(int(info["max_src_len"]), int(info["max_tgt_len"])) * 2 + 16
+    share = bool(hp.get("share_embeddings", False))
+    if share and not info.get("shared_vocab"):
+        raise ConfigError("translator hparams (transformer): share_embeddings needs one source/target vocabulary: set "
+                          f"the {info.get('task', 'en-es')} prepare param shared_vocab: true")
     return TransformerSeq2Seq(int(info["src_vocab"]), int(info["tgt_vocab"]), hidden=hp["hidden"], heads=hp["heads"],
-                              ff_dim=hp["ff_dim"], layers=hp["layers"], dropout=hp["dropout"], max_len=max_len)
+                              ff_dim=hp["ff_dim"], layers=hp["layers"], dropout=hp["dropout"], max_len=max_len,
+                              tie_output=bool(hp.get("tie_output", False)), share_embeddings=share)
 
 
 MODELS = zoo(
@@ -374,8 +410,11 @@ MODELS = zoo(
               space={"hidden": {"choice": [64, 128, 256]}, "lr": {"loguniform": [5e-4, 3e-3]}},
               doc="RNN encoder-decoder with Luong or Bahdanau attention (book [118])"),
     ModelSpec("transformer", TransformerHParams, build_transformer,
-              space={"lr": {"loguniform": [3e-4, 1e-3]}, "dropout": {"uniform": [0.0, 0.2]}},
-              doc="pre-norm Transformer encoder-decoder, sinusoidal positions"),
+              # lr is the peak rate when there is a warm-up (up to 2e-3 for the recipe's inverse_sqrt)
+              space={"lr": {"loguniform": [3e-4, 2e-3]}, "dropout": {"uniform": [0.0, 0.2]},
+                     "warmup_steps": {"choice": [200, 400, 800]}},
+              doc="pre-norm Transformer encoder-decoder, sinusoidal positions; warm-up + inverse-sqrt "
+                  "rate, label smoothing, tied/shared embeddings as hparams"),
 )
 
 

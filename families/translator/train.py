@@ -1,24 +1,39 @@
 """How the translator learns: (source, target) id pairs in length buckets, teacher-forced cross
-entropy, and the per-epoch greedy validation the best epoch is chosen by. The epoch loop itself
-is the shared supervised one (`components.train.run_supervised`).
+entropy (label smoothing: `label_smoothing`), and the per-epoch greedy validation the best epoch
+is chosen by. The epoch loop itself is the shared supervised one (`components.train.run_supervised`,
+Adam with `clip_norm` gradient clipping).
 
-The per-epoch val score greedy-decodes the whole val split (2,000 dates; en-es val_size pairs).
+- Validation is scored exactly as the evaluate stage scores (metrics.translations + score_texts on
+  the val split's own target strings, the same decode batches): the best epoch is the best on the
+  reported number. It greedy-decodes the whole val split (2,000 dates; en-es val_size pairs).
+- The Transformer's learning rate follows a per-optimizer-step schedule (`lr_schedule`,
+  `warmup_steps`). The shared loop sets a rate per epoch and has no per-step hook, so
+  `StepSchedule` sets it before every `optimizer.step()` of this run's optimizer through torch's
+  global step pre-hook, as a pure function of Adam's own step count (a resumed run continues the
+  schedule from the restored optimizer state). A `SupervisedSpec.step_lr` hook in the shared loop
+  would replace it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import math
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from components.session import LoopConfig, Session
 from components.train import SupervisedSpec, run_supervised
 from families.translator import models
-from families.translator.data import BOS, EOS, PAD, Codec, load_split
-from families.translator.decode import greedy_decode
-from families.translator.metrics import max_decode_len, score_texts
+from families.translator.data import BOS, EOS, PAD, load_split
+from families.translator.decode import pad
+from families.translator.metrics import score_texts, translations
 
 
 # ----------------------------------------------------------------------------- batches
@@ -34,11 +49,6 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[list[int], list[int]]:
         return self.src[i], self.tgt[i]
-
-
-def pad(seqs: list[list[int]]) -> torch.Tensor:
-    width = max(len(s) for s in seqs)
-    return torch.tensor([s + [PAD] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
 def collate(items: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,20 +123,82 @@ def loss(model: torch.nn.Module, batch: Any, hp: dict[str, Any]) -> torch.Tensor
                                              label_smoothing=float(hp.get("label_smoothing", 0.0)))
 
 
-def validate(model: torch.nn.Module, batches: Any, hp: dict[str, Any], info: dict[str, Any]) -> dict[str, float]:
-    """Greedy-decode the val split; references are the detokenised target ids."""
-    codec = Codec(info)
-    preds, refs = [], []
-    for src, _, tgt_out in batches:
-        for h in greedy_decode(model, src, max_decode_len(info, src.shape[1])):
-            preds.append(codec.decode_target(h.tokens))
-        refs += [codec.decode_target(row) for row in tgt_out.tolist()]
-    return score_texts(info["task"], preds, refs, "val")
+def validate(model: torch.nn.Module, batches: Any, hp: dict[str, Any], info: dict[str, Any],
+             val: dict[str, list] | None = None) -> dict[str, float]:
+    """Greedy-decode the val split and score it against its target strings, as evaluate does.
+
+    `val` is the split as `load_split` reads it (bound per run by `supervised_spec`); the loop's
+    `batches` are not used: their order and padding are the loader's, not evaluate's."""
+    if val is None:
+        raise ValueError("translator validate needs the val split (use supervised_spec(config))")
+    preds = translations(model, val["src"], info, 1, int(hp.get("val_batch_size", 500)))
+    return score_texts(info["task"], preds, val["target"], "val")
+
+
+# ----------------------------------------------------------------------------- learning-rate schedule
+def step_lr(hp: dict[str, Any], step: int) -> float:
+    """The learning rate of optimizer step `step` (1-based).
+
+    - "constant": `lr`, after a linear warm-up over `warmup_steps` (none when 0);
+    - "inverse_sqrt": "Attention is all you need" §5.3 with its peak at `lr`: a linear warm-up to
+      `lr` over `warmup_steps`, then lr·sqrt(warmup_steps/step)."""
+    lr, warmup, step = float(hp["lr"]), int(hp.get("warmup_steps", 0)), max(int(step), 1)
+    ramp = min(1.0, step / warmup) if warmup else 1.0
+    if hp.get("lr_schedule", "constant") == "inverse_sqrt":
+        return lr * min(ramp, math.sqrt(warmup / step))
+    return lr * ramp
+
+
+def scheduled(hp: dict[str, Any]) -> bool:
+    return hp.get("lr_schedule", "constant") != "constant" or int(hp.get("warmup_steps", 0)) > 0
+
+
+class StepSchedule:
+    """Sets `step_lr` on every param group before each step of the optimizer over the model built
+    through `build` (and no other: the pre-hook torch offers is global)."""
+
+    def __init__(self, hp: dict[str, Any]) -> None:
+        self.hp = hp
+        self.params: set[int] = set()
+
+    def build(self, hp: dict[str, Any], info: dict[str, Any]) -> torch.nn.Module:
+        model = models.build(hp, info)
+        self.params = {id(p) for p in model.parameters()}
+        return model
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        first = optimizer.param_groups[0]["params"][0]
+        if id(first) not in self.params:
+            return
+        # Adam's own count of the steps taken, restored with its state when a run resumes
+        done = max((int(s["step"]) for s in optimizer.state.values() if "step" in s), default=0)
+        lr = step_lr(self.hp, done + 1)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[StepSchedule]:
+        handle = register_optimizer_step_pre_hook(self)
+        try:
+            yield self
+        finally:
+            handle.remove()
 
 
 SPEC = SupervisedSpec(build=models.build, datasets=datasets, loss=loss, validate=validate, loader=loader)
 
 
+def supervised_spec(config: LoopConfig, schedule: StepSchedule | None = None) -> SupervisedSpec:
+    """SPEC for one run: validation bound to the run's val split; with a schedule, its build."""
+    val = load_split(Path(config.prepared), "val")
+    spec = dataclasses.replace(SPEC, validate=functools.partial(validate, val=val))
+    return dataclasses.replace(spec, build=schedule.build) if schedule is not None else spec
+
+
 def loop(config: LoopConfig, session: Session) -> list[dict[str, float]]:
     """The training loop (plain process, Tune trial or Ray Train worker: the session says which)."""
-    return run_supervised(config, session, SPEC)
+    if not scheduled(config.hparams):
+        return run_supervised(config, session, supervised_spec(config))
+    schedule = StepSchedule(config.hparams)
+    with schedule.active():
+        return run_supervised(config, session, supervised_spec(config, schedule))

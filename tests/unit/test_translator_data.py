@@ -116,7 +116,8 @@ def test_prepare_dates_splits_and_vocab(tmp_path: Path) -> None:
 
 def test_prepare_en_es_filters_and_tokenizes_on_train_only(tmp_path: Path) -> None:
     _write_raw(tmp_path / "raw")
-    params = {"val_size": 50, "test_size": 50, "vocab_size": 80, "max_words": 20}
+    # test_books []: the synthetic refs are no real book (the held-out books have their own test)
+    params = {"val_size": 50, "test_size": 50, "vocab_size": 80, "max_words": 20, "test_books": []}
     info = data.prepare("en-es", params, tmp_path / "raw", tmp_path / "p", 42)
     assert sum(info["counts"].values()) == 400  # the 30-word pair is filtered out
     codec = data.Codec(info)  # rebuilt from info alone, as a served model dir does
