@@ -6,23 +6,29 @@ metrics.py the scores both validation and evaluation use; evaluate.py the evalua
 serve.py the translate route and its Predictor.
 """
 
-from components.family import Family, Route
-from families.translator import data, evaluate, models, serve, train
+from components.family import Family, Metric, Route
+from families.translator import chars, data, evaluate, models, serve, train
 from families.translator.metrics import METRICS
 
 FAMILY = Family(
     name="translator",
-    tasks=("dates", "en-es"),
+    tasks=(*models.TRANSLATION_TASKS, chars.TASK),
     ingest=data.ingest,
     prepare=data.prepare,
     models=models.MODELS,
     loop=train.loop,
     evaluate=evaluate.evaluate,
     predictor=serve.Predictor,
-    metrics=METRICS,
-    routes=(Route("translate", serve.TranslateRequest, serve.TranslateResponse, method="translate_batch"),),
+    # web-chars: the char-RNN, tuned and promoted on bits per character (lower is better)
+    metrics={**METRICS, chars.TASK: Metric("bpc", "min")},
+    routes=(
+        Route("translate", serve.TranslateRequest, serve.TranslateResponse, method="translate_batch",
+              tasks=models.TRANSLATION_TASKS),
+        Route("generate", chars.GenerateRequest, chars.GenerateResponse, method="generate_batch", tasks=(chars.TASK,)),
+    ),
     input_example=serve.input_example,
     # The test pairs' text and ids are in test.parquet's bytes; these say how they were cut and
     # encoded, and the decode length limit (max_tgt_len) the test metric was measured under.
-    test_set_keys=("codec", "tokenizer", "max_words", "src_vocab", "tgt_vocab", "max_src_len", "max_tgt_len"),
+    test_set_keys=("codec", "tokenizer", "max_words", "src_vocab", "tgt_vocab", "max_src_len", "max_tgt_len",
+                   "chars"),
 )

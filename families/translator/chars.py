@@ -24,6 +24,7 @@ from components.session import Best, LoopConfig, Session, unwrap
 from families.translator import charrnn
 
 TASK = "web-chars"
+MODEL = "char_rnn"
 MAX_PROMPT_CHARS = 2000
 MAX_GENERATED_CHARS = 2000
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import components.train
-from families.translator import models
+from families.translator import chars, models
 from families.translator.data import Codec, load_split
 from families.translator.decode import Hypothesis, beam_search, greedy_decode
 from families.translator.metrics import max_decode_len, score_texts
@@ -63,6 +63,8 @@ def _plot_attention(path: Path, weights: list[list[float]], src_tokens: list[str
 def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[str, Any]) -> dict[str, float]:
     """Greedy and beam scores on val and test; attention heat-maps, samples.tsv and a CSV in plots_dir."""
     model, config = load_model(model_dir)
+    if config["model"] == chars.MODEL:
+        return chars.evaluate(model, config, prepared_dir, plots_dir, params)
     info = config["info"]
     task = info["task"]
     codec = Codec(info)

@@ -13,6 +13,7 @@ file (its hparams class, its constructor from (hparams, info), its default searc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from torch import nn
 
 from components.family import ModelSpec, zoo
+from families.translator import chars
 from families.translator.data import PAD
 
 
@@ -377,6 +379,15 @@ MODELS = zoo(
               space={"lr": {"loguniform": [3e-4, 1e-3]}, "dropout": {"uniform": [0.0, 0.2]}},
               doc="pre-norm Transformer encoder-decoder, sinusoidal positions"),
 )
+
+# The translators do the translation tasks; the char-RNN (chars.py, on charrnn.CharRNN) is the
+# language model of the character-level task, declared here so the family has one zoo.
+TRANSLATION_TASKS = ("dates", "en-es")
+MODELS = {
+    **{name: dataclasses.replace(spec, tasks=spec.tasks or TRANSLATION_TASKS) for name, spec in MODELS.items()},
+    **zoo(ModelSpec(chars.MODEL, chars.CharHParams, chars.build, space={"lr": {"loguniform": [1e-3, 1e-2]}},
+                    tasks=(chars.TASK,), doc="char-level GRU language model, stateless or stateful (book ch. 16)")),
+}
 
 
 def build(hparams: dict[str, Any], info: dict[str, Any]) -> nn.Module:

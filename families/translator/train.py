@@ -15,7 +15,7 @@ import torch
 
 from components.session import LoopConfig, Session
 from components.train import SupervisedSpec, run_supervised
-from families.translator import models
+from families.translator import chars, models
 from families.translator.data import BOS, EOS, PAD, Codec, load_split
 from families.translator.decode import greedy_decode
 from families.translator.metrics import max_decode_len, score_texts
@@ -129,4 +129,6 @@ SPEC = SupervisedSpec(build=models.build, datasets=datasets, loss=loss, validate
 
 def loop(config: LoopConfig, session: Session) -> list[dict[str, float]]:
     """The training loop (plain process, Tune trial or Ray Train worker: the session says which)."""
+    if config.model == chars.MODEL:  # a language model: its own epochs (stateful streams)
+        return chars.loop(config, session)
     return run_supervised(config, session, SPEC)
