@@ -24,6 +24,7 @@ from components.session import Best, LoopConfig, Session, unwrap
 from families.translator import charrnn
 
 TASK = "web-chars"
+MODEL = "char_rnn"
 MAX_PROMPT_CHARS = 2000
 MAX_GENERATED_CHARS = 2000
 
@@ -34,6 +35,7 @@ class CharsPrepare(BaseModel):
     val_frac: float = Field(0.05, gt=0, lt=0.5)
     test_frac: float = Field(0.05, gt=0, lt=0.5)
     max_train_chars: int | None = Field(None, gt=1000, description="keep the first N training characters (speed)")
+    max_eval_chars: int | None = Field(None, gt=1000, description="keep the first N val and test characters (speed)")
 
 
 def prepare(raw_params: dict[str, Any], rows: list[list[str]], out_dir: Path) -> dict[str, Any]:
@@ -43,6 +45,8 @@ def prepare(raw_params: dict[str, Any], rows: list[list[str]], out_dir: Path) ->
     train, val, test = charrnn.split_text(text, p.val_frac, p.test_frac)
     if p.max_train_chars:
         train = train[: p.max_train_chars]
+    if p.max_eval_chars:
+        val, test = val[: p.max_eval_chars], test[: p.max_eval_chars]
     vocab = charrnn.CharVocab.of(train)
     for name, part in (("train", train), ("val", val), ("test", test)):
         (out_dir / f"{name}.txt").write_text(part, encoding="utf-8")

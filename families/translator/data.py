@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.config import ConfigError, validate_model
 from components.data import SPLITS, DataError, read_split, write_json, write_split
+from families.translator import chars
 
 log = logging.getLogger(__name__)
 
@@ -400,6 +401,8 @@ def _write_splits(info: dict[str, Any], parts: dict[str, list], out_dir: Path) -
 
 def prepare(task: str, raw_params: dict[str, Any], raw_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
     """Raw -> train/val/test Parquet + info.json in out_dir (the caller makes out_dir atomic)."""
+    if task == chars.TASK:  # the char-RNN's text: the English side of the Bible pairs
+        return chars.prepare(raw_params, read_tsv(raw_dir / EN_ES_FILE, ("ref", "en", "es")), out_dir)
     p = _prepare_params(task, raw_params)
     info = prepare_dates(p, raw_dir, out_dir, seed) if task == "dates" else prepare_en_es(p, raw_dir, out_dir, seed)
     write_json(out_dir / "info.json", info)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 import components.train
-from families.translator import models
+from families.translator import chars, models
 from families.translator.data import TEST_BOOKS_SPLIT, Codec, load_split
 from families.translator.decode import translate_ids
 from families.translator.metrics import max_decode_len, score_texts, translations
@@ -44,6 +44,8 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
     """Greedy and beam scores on val and the test sets; attention heat-maps, samples.tsv and a CSV
     (the shuffled test split's) in plots_dir."""
     model, config = load_model(model_dir)
+    if config["model"] == chars.MODEL:
+        return chars.evaluate(model, config, prepared_dir, plots_dir, params)
     info = config["info"]
     task = info["task"]
     codec = Codec(info)

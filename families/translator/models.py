@@ -13,6 +13,7 @@ file (its hparams class, its constructor from (hparams, info), its default searc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from torch import nn
 
 from components.config import ConfigError
 from components.family import ModelSpec, zoo
+from families.translator import chars
 from families.translator.data import PAD
 
 
@@ -416,6 +418,15 @@ MODELS = zoo(
               doc="pre-norm Transformer encoder-decoder, sinusoidal positions; warm-up + inverse-sqrt "
                   "rate, label smoothing, tied/shared embeddings as hparams"),
 )
+
+# The translators do the translation tasks; the char-RNN (chars.py, on charrnn.CharRNN) is the
+# language model of the character-level task, declared here so the family has one zoo.
+TRANSLATION_TASKS = ("dates", "en-es")
+MODELS = {
+    **{name: dataclasses.replace(spec, tasks=spec.tasks or TRANSLATION_TASKS) for name, spec in MODELS.items()},
+    **zoo(ModelSpec(chars.MODEL, chars.CharHParams, chars.build, space={"lr": {"loguniform": [1e-3, 1e-2]}},
+                    tasks=(chars.TASK,), doc="char-level GRU language model, stateless or stateful (book ch. 16)")),
+}
 
 
 def build(hparams: dict[str, Any], info: dict[str, Any]) -> nn.Module:

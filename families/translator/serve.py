@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from components.data import read_json
 from components.family import RequestError
+from families.translator import chars
 from families.translator.data import Codec
 from families.translator.decode import Hypothesis
 from families.translator.evaluate import load_model, translate_ids
@@ -65,19 +66,33 @@ class TranslateResponse(BaseModel):
 
 
 class Predictor:
-    """Loads a model dir; texts in, translations (n-best, scores, attention) out."""
+    """Loads a model dir: a translator (texts in, translations with n-best, scores, attention out) or
+    a char-level language model (a prompt in, its continuation out)."""
 
     def __init__(self, model_dir: Path, model_version: str | None = None) -> None:
         self.model, self.config = load_model(Path(model_dir))
         self.info = self.config["info"]
         self.task = self.config["task"]
-        self.codec = Codec(self.info)
         self.model_version = model_version
+        # A character-level language model answers /generate; the translators /translate.
+        self.generator = (chars.CharGenerator(self.model, self.config, model_version)
+                          if self.config["model"] == chars.MODEL else None)
+        if self.generator is not None:
+            return
+        self.codec = Codec(self.info)
         self.max_src = 2 * int(self.info["max_src_len"])
         self.max_len = max_decode_len(self.info)
 
+    def generate_batch(self, reqs: list[chars.GenerateRequest]) -> list[chars.GenerateResponse]:
+        """The generate route (a char-level model's): text continued from a prompt."""
+        if self.generator is None:
+            raise chars.not_a_char_model(self.task)
+        return self.generator.generate_batch(reqs)
+
     def translate_batch(self, reqs: list[TranslateRequest]) -> list[TranslateResponse]:
         """The translate route. Texts of requests with the same beam width share one decoding pass."""
+        if self.generator is not None:
+            raise RequestError(f"task {self.task!r} is a character-level language model: POST /translator/generate")
         encoded = [self._encode(r) for r in reqs]
         groups: dict[int, list[int]] = {}
         for i, r in enumerate(reqs):
@@ -126,5 +141,7 @@ class Predictor:
 def input_example(model_dir: Path) -> dict[str, Any]:
     """A valid request for this model dir (MLflow signature + smoke test)."""
     config = read_json(Path(model_dir) / "config.json")
+    if config["model"] == chars.MODEL:
+        return chars.input_example(model_dir)
     text = "April 22, 2019" if config["task"] == "dates" else "In the beginning God created the heavens and the earth."
     return {"task": config["task"], "texts": [text], "beam_width": 2, "n_best": 2, "return_attention": False}

@@ -30,7 +30,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from components.session import LoopConfig, Session
 from components.train import SupervisedSpec, run_supervised
-from families.translator import models
+from families.translator import chars, models
 from families.translator.data import BOS, EOS, PAD, load_split
 from families.translator.decode import pad
 from families.translator.metrics import score_texts, translations
@@ -197,6 +197,8 @@ def supervised_spec(config: LoopConfig, schedule: StepSchedule | None = None) ->
 
 def loop(config: LoopConfig, session: Session) -> list[dict[str, float]]:
     """The training loop (plain process, Tune trial or Ray Train worker: the session says which)."""
+    if config.model == chars.MODEL:  # a language model: its own epochs (stateful streams)
+        return chars.loop(config, session)
     if not scheduled(config.hparams):
         return run_supervised(config, session, supervised_spec(config))
     schedule = StepSchedule(config.hparams)

@@ -51,6 +51,36 @@ def test_translate_en_es(server) -> None:
     assert isinstance(r.json()["translations"][0]["text"], str)
 
 
+def test_generate_continues_a_prompt_seeded(server) -> None:
+    url, _ = server
+    body = {"task": "web-chars", "prompt": "And God said", "n_chars": 40, "temperature": 0.8, "seed": 3}
+    r = post(url + "/translator/generate", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["task"] == "web-chars" and out["model_version"] == "1" and len(out["text"]) == 40
+    assert post(url + "/translator/generate", body).json() == out  # same seed, same text
+    other = [post(url + "/translator/generate", {**body, "seed": s}).json()["text"] for s in (4, 5, 6)]
+    assert any(t != out["text"] for t in other)
+    assert post(url + "/translator/generate", {**body, "prompt": "\u2603"}).json()["unknown_chars"] == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "needle"),
+    [
+        ("/translator/generate", {"task": "web-chars", "n_chars": 0}, "greater than 0"),
+        ("/translator/generate", {"task": "web-chars", "n_chars": 5000}, "less than or equal"),
+        ("/translator/generate", {"task": "web-chars", "temperature": -1}, "greater than or equal"),
+        ("/translator/generate", {"task": "web-chars", "prompt": "x" * 3000}, "at most 2000"),
+        ("/translator/generate", {"task": "dates", "prompt": "x"}, "web-chars"),
+        ("/translator/translate", {"task": "web-chars", "texts": ["x"]}, "dates"),
+    ],
+)
+def test_generate_and_translate_refuse_each_others_tasks_and_bad_fields(server, route: str, body, needle: str) -> None:
+    url, _ = server
+    r = post(url + route, body)
+    assert r.status_code == 422 and needle in detail(r), (r.status_code, r.text[:300])
+
+
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [

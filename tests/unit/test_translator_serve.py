@@ -31,12 +31,25 @@ def translate(predictor: serve.Predictor, **request) -> serve.TranslateResponse:
     return predictor.translate_batch([serve.TranslateRequest(**request)])[0]
 
 
-def test_the_route_names_the_predictor_method_and_its_schemas() -> None:
-    (route,) = FAMILY.routes
+def test_the_routes_name_the_predictor_methods_and_their_schemas() -> None:
+    from families.translator import chars
+
+    route, generate = FAMILY.routes
     assert (route.name, route.method, route.request, route.response) == (
         "translate", "translate_batch", serve.TranslateRequest, serve.TranslateResponse)
-    assert FAMILY.predictor is serve.Predictor and callable(getattr(serve.Predictor, route.method))
+    assert (generate.name, generate.method, generate.request, generate.response) == (
+        "generate", "generate_batch", chars.GenerateRequest, chars.GenerateResponse)
+    assert FAMILY.predictor is serve.Predictor
+    assert callable(getattr(serve.Predictor, route.method)) and callable(getattr(serve.Predictor, generate.method))
     assert FAMILY.route_for("dates") is route and FAMILY.route_for("en-es") is route
+    assert FAMILY.route_for(chars.TASK) is generate
+
+
+def test_a_translator_refuses_to_generate(model_dir) -> None:
+    from families.translator import chars
+
+    with pytest.raises(RequestError, match="not a character-level model"):
+        FAMILY.predictor(model_dir).generate_batch([chars.GenerateRequest(task="dates", prompt="x")])
 
 
 def test_predictor_translates_with_nbest_and_attention(model_dir) -> None:
