@@ -89,6 +89,8 @@ ui: deps
 bench: data
 	$(BIN)/python -m bench.forecaster
 	$(BIN)/python -m bench.translator
+	$(BIN)/python -m bench.sequences
+	$(BIN)/python -m bench.softmax
 	$(BIN)/python -m bench.generative
 	$(BIN)/python -m bench.rl
 
