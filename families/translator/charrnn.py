@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 UNKNOWN = "\ufffd"  # a character the training text did not have
+GREEDY_BELOW = 1e-3  # a sampling temperature this low is argmax
 
 
 # ----------------------------------------------------------------------------- text and vocabulary
@@ -149,7 +150,8 @@ def generate(model: CharRNN, vocab: CharVocab, prompt: str, n_chars: int, temper
     """The prompt read from a zero state, then n_chars sampled one at a time from
     softmax(logits / temperature), the state carried (the book's `extend_text`; for a GRU, reading
     the prefix once and carrying the state is the same as rereading the whole text each step).
-    Temperature 0 is greedy. Seeded: the same request gives the same text."""
+    Temperatures below GREEDY_BELOW are greedy: logits / 1e-92 overflow float32, and the
+    distribution is one-hot long before that. Seeded: the same request gives the same text."""
     model.eval()
     generator = torch.Generator().manual_seed(int(seed))
     ids = torch.from_numpy(vocab.encode(prompt or "\n"))[None]
@@ -157,10 +159,10 @@ def generate(model: CharRNN, vocab: CharVocab, prompt: str, n_chars: int, temper
     last = logits[0, -1]
     out = []
     for _ in range(n_chars):
-        if temperature <= 0:
+        probs = None if temperature < GREEDY_BELOW else torch.softmax(last.double() / temperature, dim=-1)
+        if probs is None or not torch.isfinite(probs).all():
             nxt = int(torch.argmax(last))
         else:
-            probs = torch.softmax(last / temperature, dim=-1)
             nxt = int(torch.multinomial(probs, 1, generator=generator))
         out.append(nxt)
         logits, state = model(torch.tensor([[nxt]]), state)

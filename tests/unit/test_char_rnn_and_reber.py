@@ -76,6 +76,10 @@ def test_both_ways_learn_a_repeating_text_and_sampling_is_seeded() -> None:
                           stride=11, seed=0)
         assert run.val_bpc_stateful < 0.2, run  # from log2(5) = 2.3 bits
         assert charrnn.generate(model, vocab, "ab", 8, temperature=0, seed=0) == "cdabcdab"
+    # a temperature the fuzzer found (logits / 4e-92 overflow float32): greedy, not an error
+    assert charrnn.generate(model, vocab, "ab", 8, temperature=3.97e-92, seed=0) == "cdabcdab"
+    assert charrnn.generate(model, vocab, "\U00108270x", 5, temperature=1e-300, seed=0) == \
+        charrnn.generate(model, vocab, "\U00108270x", 5, temperature=0, seed=0)
     a = charrnn.generate(model, vocab, "a", 30, temperature=5.0, seed=1)
     assert a == charrnn.generate(model, vocab, "a", 30, temperature=5.0, seed=1) and len(a) == 30
     assert a != charrnn.generate(model, vocab, "a", 30, temperature=5.0, seed=2)
