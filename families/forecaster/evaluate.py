@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from components import modeldir
+from components.config import ConfigError
 from components.data import read_json
 from families.forecaster import baselines, intervals, models
 from families.forecaster.data import load_baseline, load_split_with_future
@@ -123,6 +124,11 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
     std, mean = float(info["std"][0]), float(info["mean"][0])
     record = intervals.read(model_dir)
     levels = [float(v) for v in params.get("interval_levels", DEFAULT_LEVELS)] if record else []
+    for level in levels:  # a level the calibration cannot give is a params mistake: say which
+        try:
+            intervals.halfwidths(record, level)
+        except ValueError as e:
+            raise ConfigError(f"params: forecaster evaluate.interval_levels: {e}") from None
     metrics: dict[str, float] = {}
     plots_dir.mkdir(parents=True, exist_ok=True)
     for split in ("val", "test"):

@@ -153,6 +153,14 @@ def test_train_plain_writes_the_calibration_and_evaluate_scores_it(vic: tuple[Pa
     assert header == "step,actual,forecast,lower_80,upper_80,lower_95,upper_95"
 
 
+def test_an_interval_level_the_calibration_cannot_give_is_a_params_error(vic: tuple[Path, dict], vic_model: Path,
+                                                                          tmp_path: Path) -> None:
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError, match="interval_levels: interval level 0.999 needs more than the 168"):
+        api.evaluate("forecaster", vic_model, vic[0], tmp_path, {"interval_levels": [0.8, 0.999]})
+
+
 def _request(model_dir: Path, **changes) -> serve.ForecastRequest:
     return serve.ForecastRequest(**{**serve.input_example(model_dir), **changes})
 
