@@ -122,13 +122,21 @@ class Family:
     # The info.json keys that, with the bytes of the prepared test* files, define what a test
     # metric was measured on (two models compare only when these agree).
     test_set_keys: tuple[str, ...] = ()
-    # calibrate(model_dir, prepared_dir): adds what serving needs beyond the weights, measured on
-    # the val split once the best weights are known (the forecaster's conformal errors). The
-    # train stage runs it on the model dir it wrote.
-    calibrate: Callable[[Path, Path], Any] | None = None
+    # finish_model_dir(model_dir, prepared_dir): adds what serving needs beyond the weights, once
+    # the best weights are known: the forecaster's conformal errors (measured on the val split)
+    # and the few test windows its demo panel draws. The train stage runs it on the model dir it
+    # wrote, so the registered model carries them.
+    finish_model_dir: Callable[[Path, Path], Any] | None = None
     # Forecasts that need no training, scored by evaluate as `<test metric>_<name>`: register
     # refuses to promote a model one of them beats (a champion must earn its keep).
     baselines: tuple[str, ...] = ()
+    # The family's panel of the served app's demo page (`GET /`): a plain script that calls
+    # `quartet.register(family, {title, render})` and only the family's public JSON routes.
+    demo_panel: Path | None = None
+    # The model card `register` writes as the registered model's description (track.model_card):
+    # task -> what its model is for, and task -> what it must not be taken for (honest, short).
+    intended_use: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)
 
     def beaten_by(self, task: str, metrics: dict[str, float]) -> tuple[str, float] | None:
         """(name, value) of the best baseline that beats the model's test metric, else None."""

@@ -42,6 +42,11 @@ def require_server_in_job(params: Params, root: Path) -> None:
         )
 
 
+def setup_tracking(family: Family, task: str, params: Params, root: Path) -> str:
+    """`track.setup` with the task's metric and baselines: the experiment's runs view shows them."""
+    return track.setup(params, family.name, task, root, metric=family.metrics[task], baselines=family.baselines)
+
+
 # ----------------------------------------------------------------------------- data
 def make_data(families: Iterable[Family], root: Path = REPO_ROOT, verify: bool = True, force: bool = False) -> str:
     """Materialise data/ from its sources (deterministic), then check it against data.dvc."""
@@ -73,7 +78,8 @@ def prepare(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -
 
 
 def tune(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Sweep with Ray Tune; write best_params.yaml (the tuned values; the trials live in MLflow)."""
+    """Sweep with Ray Tune; write best_params.yaml (the tuned values; the trials live in MLflow,
+    under the sweep run; it and every trial record the data version read as an MLflow dataset)."""
     from mlflow import MlflowClient
 
     from components.train import loop_config
@@ -89,7 +95,7 @@ def tune(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> d
                        max_train_samples=tp.tune.max_train_samples)
     base = base.with_hparams({**tp.tune.hparams, "model": base.model})  # unvalidated: each trial validates its own
     with cluster.ray_session(params), cluster.deadline(tp.tune.timeout_s + 300, f"tune {family.name}/{task}"):
-        track.setup(params, family.name, task, root)
+        setup_tracking(family, task, params, root)
         result = run_sweep(
             tp=tp, params=params, loop=family.loop, validate_hparams=lambda hp: family.validate_hparams(hp, task),
             base=base, experiment=track.experiment_name(params, family.name, task),
@@ -100,6 +106,7 @@ def tune(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> d
     data.write_text_atomic(lay.best_params, yaml.safe_dump(out, sort_keys=True))
     # beside the trials, so a user who tuned on a cluster gets them back (quartet submit tune)
     MlflowClient().log_artifact(result.parent_run_id, str(lay.best_params))
+    track.log_sweep_data_inputs(result.parent_run_id, family.name, task, root, params)
     log.info("best %s = %.6g with %s", result.metric, result.best_value, result.best_hparams)
     return out
 
@@ -144,12 +151,13 @@ def train(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> 
     require_server_in_job(params, root)
     cfg = loop_config(family, task, hparams, lay.prepared_dir, tp.train.epochs, params.seed)
     with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family.name}/{task}"):
-        track.setup(params, family.name, task, root)
+        setup_tracking(family, task, params, root)
         result = fit(family.loop, cfg, params, tp.train.num_workers, tp.train.cpus_per_worker,
                      tp.train.max_failures, lay.model_dir, gpus_per_worker=tp.train.gpus_per_worker)
-    if family.calibrate is not None:
-        family.calibrate(lay.model_dir, lay.prepared_dir)
-    run = track.log_training(family.name, task, hparams, tp, best.get("mlflow_sweep_run_id", "none"), result, root)
+    if family.finish_model_dir is not None:
+        family.finish_model_dir(lay.model_dir, lay.prepared_dir)
+    run = track.log_training(family.name, task, hparams, tp, best.get("mlflow_sweep_run_id", "none"), result, root,
+                             params)
     data.write_json(lay.model_dir / "run.json", run)
     return {"run_id": run["mlflow_run_id"], "epochs": len(result.history), "wall_s": result.wall_s}
 
@@ -162,13 +170,15 @@ def evaluate(family: Family, task: str, params: Params, root: Path = REPO_ROOT) 
     with data.atomic_dir(lay.plots_dir) as plots:
         metrics = family.evaluate(lay.model_dir, lay.prepared_dir, plots, tp.evaluate)
     data.write_json(lay.metrics_file, metrics)
-    track.setup(params, family.name, task, root)
+    setup_tracking(family, task, params, root)
     track.log_evaluation(run_id, metrics, lay.plots_dir)
     return metrics
 
 
 def register(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Log the model dir as a pyfunc, smoke-test it, register it, promote it if it is better."""
+    """Log the model dir as a pyfunc, smoke-test it, register it, promote it if it is better, and
+    write its model card (`track.model_card`) as the description: a card that cannot be written
+    is a warning, never a failed stage once the version is registered (`track.describe`)."""
     tp = task_params(params, family, task)
     lay = layout(family.name, task, root, params)
     metrics = data.read_json(lay.metrics_file)
@@ -181,17 +191,33 @@ def register(family: Family, task: str, params: Params, root: Path = REPO_ROOT) 
     route = family.route_for(task)
     predictor = f"{family.predictor.__module__}:{family.predictor.__name__}"
     request = f"{route.request.__module__}:{route.request.__name__}"
-    track.setup(params, family.name, task, root)
+    setup_tracking(family, task, params, root)
     info = track.log_pyfunc(lay.model_dir, run_id, predictor, route.method, request, example)
     track.smoke_test(info.model_uri, example)  # raises before registration if the model is broken
-    model = data.read_json(lay.model_dir / "config.json")["model"]
+    model_config = data.read_json(lay.model_dir / "config.json")
+    model = model_config["model"]
+    test_set = family.test_set_fingerprint(lay.prepared_dir)
+    tags = track.lineage_tags(family.name, task, "register", model, root)
     promotion = track.register_and_promote(
         info.model_uri, track.registered_name(family.name, task), metric.test, float(value), metric.mode,
-        family.test_set_fingerprint(lay.prepared_dir), track.lineage_tags(family.name, task, "register", model, root),
+        test_set, tags,
         promote_hint=f" (to serve the new one: quartet promote {family.name} {task} VERSION)",
         veto=baseline_veto(family, task, metrics) if tp.registration.must_beat_baselines else None,
     )
     log.info("%s v%s: %s", promotion.name, promotion.version, promotion.reason)
+    prepared = lay.prepared_dir.relative_to(root) if lay.prepared_dir.is_relative_to(root) else lay.prepared_dir
+    try:  # the version is registered and promoted: its card is cosmetic, the stage must not fail now
+        card = track.model_card(
+            name=promotion.name, version=promotion.version, family=family.name, task=task,
+            hparams=model_config.get("hparams") or {"model": model}, metric=metric, metrics=metrics,
+            baselines=family.baselines, data_version=tags["data.dvc.md5"], prepared=prepared.as_posix(),
+            test_set=test_set, commit=tags["git.commit"], promotion=promotion,
+            intended_use=family.intended_use.get(task, ""), limits=family.limits.get(task, ""),
+        )
+    except Exception as e:  # noqa: BLE001
+        log.warning("%s v%s: no model card (%s)", promotion.name, promotion.version, e)
+    else:
+        track.describe(promotion.name, promotion.version, card, promotion.promoted)
     out = promotion.as_dict() | {"model_uri": info.model_uri}
     data.write_json(lay.registry_file, out)
     return out

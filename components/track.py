@@ -4,15 +4,22 @@ Why driver-side: each stage process is the one MLflow writer (sqlite allows one 
 workers never need credentials). Experiments are `quartet/<family>/<task>` so every model of a
 task lines up in the compare view; registered models are `quartet-<family>-<task>` with the
 alias `@champion`, moved only when a new version beats the champion on the same test metric.
+
+What the UI opens on: experiments are tagged as model training (`mlflow.experimentKind`), carry a
+shared runs view (the task's metric columns; `ui_url` links to it), every stage run logs its data
+as an MLflow dataset (the Dataset column: `<family>/<task>` @ the data.dvc md5), and each
+registered version's description is a short model card (`model_card`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +36,17 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_model.py")
+# The experiment-level flag MLflow 3's UI reads to tell a model-training experiment from a GenAI
+# one (values of the UI's ExperimentKind). Ours are all model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# A runs-table view stored on the experiment (the UI's "share view" mechanism): the tag
+# `mlflow.sharedViewState.<key>` holds the view as JSON; `?viewStateShareKey=<key>` opens it.
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "quartet"
+# MLflow 3.17's UI picks GenAI or model training for the whole app from a toggle remembered in
+# the browser (default GenAI), not from the experiment's tag: every link we print sets it.
+ML_WORKFLOW = "workflowType=machine_learning"
 
 
 def experiment_name(params: Params, family: str, task: str) -> str:
@@ -39,9 +57,15 @@ def registered_name(family: str, task: str) -> str:
     return f"quartet-{family}-{task}"
 
 
-def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT) -> str:
-    """Point MLflow at the store and make sure the task's experiment exists; returns its id."""
+def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT,
+          metric: Metric | None = None, baselines: tuple[str, ...] = ()) -> str:
+    """Point MLflow at the store and make sure the task's experiment exists; returns its id.
+
+    The experiment is tagged as model training (`EXPERIMENT_KIND_TAG`), also one created before
+    quartet set it (users upgrading); a kind a user chose by hand stays. Given the task's
+    `metric`, the experiment also holds the runs view `ui_url` opens (`runs_view`)."""
     import mlflow
+    from mlflow import MlflowClient
 
     uri = tracking_uri(params, root)
     if uri.startswith("sqlite:///"):
@@ -52,7 +76,7 @@ def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT) -> str
     if exp is None:
         location = None if uri.startswith("http") else f"{artifact_root(params, root)}/{family}/{task}"
         try:
-            mlflow.create_experiment(name, artifact_location=location)
+            mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except Exception:  # created meanwhile by another process
             pass
         exp = mlflow.get_experiment_by_name(name)
@@ -63,8 +87,37 @@ def setup(params: Params, family: str, task: str, root: Path = REPO_ROOT) -> str
             f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore --experiment-id "
             f"{exp.experiment_id}) or remove it for good (mlflow gc)"
         )
+    client = MlflowClient()
+    kind = exp.tags.get(EXPERIMENT_KIND_TAG)
+    if kind is None or kind.endswith("_inferred"):  # missing, or only the UI's guess
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if metric is not None:
+        view = json.dumps(runs_view(metric, baselines), sort_keys=True)
+        if exp.tags.get(VIEW_TAG_PREFIX + VIEW_KEY) != view:
+            client.set_experiment_tag(exp.experiment_id, VIEW_TAG_PREFIX + VIEW_KEY, view)
     mlflow.set_experiment(experiment_id=exp.experiment_id)
     return exp.experiment_id
+
+
+def runs_view(metric: Metric, baselines: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The runs table a task's experiment opens on: the data version (Dataset), the model, the
+    validation and test metric beside the baselines' test values, the train wall time; best
+    test metric first. Column keys are the UI's (`metrics.`name``)."""
+    metrics = [metric.val, metric.test, *(f"{metric.test}_{b}" for b in baselines), "train_wall_s"]
+    return {
+        "selectedColumns": ["attributes.`Dataset`", "attributes.`Models`", "params.`hparams.model`",
+                            *(f"metrics.`{m}`" for m in metrics)],
+        "orderByKey": f"metrics.`{metric.test}`",
+        "orderByAsc": metric.mode == "min",
+    }
+
+
+def ui_url(base: str, experiment_id: str | None = None) -> str:
+    """The UI link to print: model-training mode; with an experiment, its runs in `runs_view`."""
+    base = base.rstrip("/")
+    if experiment_id is None:
+        return f"{base}/#/experiments?{ML_WORKFLOW}"
+    return f"{base}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
@@ -108,6 +161,64 @@ def lineage_tags(family: str, task: str, stage: str, model: str | None = None, r
     return tags
 
 
+# ----------------------------------------------------------------------------- data lineage
+DATA_SOURCE_TYPE = "dvc"
+
+
+def data_input(family: str, task: str, context: str, root: Path = REPO_ROOT, params: Params | None = None) -> Any:
+    """The prepared split a stage read, as an MLflow DatasetInput: name `<family>/<task>`, digest
+    the data.dvc md5 (whole: a DVC dir md5 is 36 characters, MLflow's digest limit), source the
+    DVC path (`dvc` source type: data.dvc, its md5, the prepare stage and its output dir),
+    profile the split counts; `context` ("training", "tuning") is the input tag the UI shows.
+
+    Why an entity and not `mlflow.data.*` datasets: the data are DVC's; MLflow only records
+    which version a run read, so nothing is loaded, hashed again or uploaded."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from components.config import layout
+
+    lay = layout(family, task, root, params)
+    md5 = data_md5(root)
+    prepared = lay.prepared_dir
+    with contextlib.suppress(ValueError):
+        prepared = prepared.relative_to(root)
+    source = {"uri": f"dvc://data.dvc@{md5}/{prepared.as_posix()}", "dvc_file": "data.dvc", "md5": md5,
+              "path": prepared.as_posix(), "stage": f"prepare@{family}-{task}"}
+    profile = None
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        counts = json.loads((lay.prepared_dir / "info.json").read_text()).get("counts")
+        profile = json.dumps({"counts": counts}, sort_keys=True) if counts else None
+    dataset = Dataset(name=f"{family}/{task}", digest=md5[:36], source_type=DATA_SOURCE_TYPE,
+                      source=json.dumps(source, sort_keys=True), profile=profile)
+    return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+
+def log_data_input(run_id: str, family: str, task: str, context: str, root: Path = REPO_ROOT,
+                   params: Params | None = None) -> None:
+    """Record on `run_id` which data version it read (`data_input`): the runs table's Dataset
+    column then shows `<family>/<task>` (the md5's first characters) for the run."""
+    from mlflow import MlflowClient
+
+    MlflowClient().log_inputs(run_id, datasets=[data_input(family, task, context, root, params)])
+
+
+def log_sweep_data_inputs(parent_run_id: str, family: str, task: str, root: Path = REPO_ROOT,
+                          params: Params | None = None) -> int:
+    """`log_data_input` ("tuning") on a sweep run and on each of its trial runs (those tagged
+    `mlflow.parentRunId` = it: Ray's MLflowLoggerCallback makes them); returns how many runs."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                                max_results=10_000)
+    run_ids = [parent_run_id, *(t.info.run_id for t in trials)]
+    for run_id in run_ids:
+        log_data_input(run_id, family, task, "tuning", root, params)
+    return len(run_ids)
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """MLflow params are flat strings; nested dicts become dotted keys."""
     out: dict[str, Any] = {}
@@ -135,12 +246,14 @@ def _finite(v: Any) -> bool:
 
 # ----------------------------------------------------------------------------- models + registry
 def log_training(family: str, task: str, hparams: dict[str, Any], tp: Any, sweep_run_id: str, result: Any,
-                 root: Path = REPO_ROOT) -> dict[str, str]:
-    """The train stage's MLflow run: params, per-epoch curves, wall time, the model dir."""
+                 root: Path = REPO_ROOT, params: Params | None = None) -> dict[str, str]:
+    """The train stage's MLflow run: its data (`log_data_input`, context "training"), params,
+    per-epoch curves, wall time, the model dir."""
     import mlflow
 
     tags = lineage_tags(family, task, "train", hparams["model"], root)
     with mlflow.start_run(run_name=f"train-{hparams['model']}", tags=tags) as run:
+        log_data_input(run.info.run_id, family, task, "training", root, params)
         mlflow.log_params(flatten({"hparams": hparams, "train": tp.train.model_dump(exclude={"hparams"})}))
         mlflow.log_param("tune.sweep_run_id", sweep_run_id)
         log_history(result.history)
@@ -345,15 +458,78 @@ def _decide(current: Any, metric: str, value: float, mode: str, test_set: str,
     return promoted, f"{metric} {value:.6g} {cmp} champion v{prev_version} ({prev_value:.6g})", prev_version, prev_value
 
 
-def promote(name: str, version: str) -> None:
-    """Move @champion to an existing version by hand (e.g. after the test set changed)."""
+def model_card(*, name: str, version: str, family: str, task: str, hparams: dict[str, Any], metric: Metric,
+               metrics: dict[str, float], baselines: tuple[str, ...], data_version: str, prepared: str,
+               test_set: str, commit: str, promotion: Promotion, intended_use: str, limits: str) -> str:
+    """A registered version's description (markdown, short): what it is, the data it was trained
+    and tested on, its metric beside the baselines, the promotion decision, intended use, limits."""
+
+    def num(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    model = hparams.get("model", "?")
+    knobs = ", ".join(f"{k}={num(v)}" for k, v in sorted(hparams.items()) if k != "model" and v is not None)
+    direction = "lower is better" if metric.mode == "min" else "higher is better"
+    value = metrics.get(metric.test)
+    lines = [
+        f"**{name} v{version}**: {family} / {task}, model `{model}` ({knobs})",
+        "",
+        f"- **Data**: `data.dvc` md5 `{data_version}`; split `{prepared}` (stage `prepare@{family}-{task}`); "
+        f"test set fingerprint `{test_set[:12]}`; code `{commit[:12]}`",
+        f"- **Metric**: `{metric.test}` = {num(float(value)) if value is not None else '?'} ({direction}); "
+        f"`{metric.val}` = {num(float(metrics[metric.val])) if metric.val in metrics else '?'}",
+    ]
+    scored = [(b, metrics[f"{metric.test}_{b}"]) for b in baselines if f"{metric.test}_{b}" in metrics]
+    if scored:
+        lines.append("- **Baselines** (same test set): " + ", ".join(f"{b} {num(float(v))}" for b, v in scored))
+    lines += [
+        f"- **Promotion**: {'@champion' if promotion.promoted else 'not promoted'}: {promotion.reason}",
+        f"- **Intended use**: {intended_use or 'not stated'}",
+        f"- **Limits**: {limits or 'not stated'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def describe(name: str, version: str, card: str, promoted: bool) -> bool:
+    """Write `card` as the version's description, and as the registered model's (what the
+    registry page shows) when the version became the champion: the model's card is the
+    champion's (`promote` copies it when the alias is moved by hand).
+
+    Never raises: it runs after the version is registered and @champion moved, and a missing
+    description is cosmetic while failing the stage would leave a registered, promoted version
+    that DVC thinks was not (its rerun registers a duplicate). A failure is logged as a warning."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    client.get_model_version(name, version)  # raises if it does not exist
+    try:
+        client.update_model_version(name, version, description=card)
+        if promoted:
+            client.update_registered_model(name, description=card)
+        return True
+    except Exception as e:  # noqa: BLE001 - cosmetic: see the docstring
+        log.warning("%s v%s: could not write the model card (%s); the registration stands", name, version, e)
+        return False
+
+
+def promote(name: str, version: str) -> None:
+    """Move @champion to an existing version by hand (e.g. after the test set changed); its
+    model card becomes the registered model's description."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    mv = client.get_model_version(name, version)  # raises if it does not exist
     with promotion_lock(name):
         client.set_registered_model_alias(name, CHAMPION, version)
         client.set_model_version_tag(name, version, "quartet.promoted", "manual")
+    if mv.description:
+        card = re.sub(r"^- \*\*Promotion\*\*: .*$", "- **Promotion**: @champion, moved by hand (quartet promote)",
+                      mv.description, flags=re.M)
+        try:
+            client.update_model_version(name, version, description=card)
+            client.update_registered_model(name, description=card)
+        except MlflowException as e:  # cosmetic, as in `describe`
+            log.warning("%s: could not copy v%s's model card (%s)", name, version, e)
 
 
 def version_info(mv: Any) -> dict[str, Any]:
@@ -366,6 +542,7 @@ def version_info(mv: Any) -> dict[str, Any]:
         "version": str(mv.version),
         "alias": CHAMPION,
         "run_id": mv.run_id,
+        "experiment_id": run.info.experiment_id if run else None,
         "metric": mv.tags.get("quartet.metric"),
         "test_metrics": {k: v for k, v in (run.data.metrics.items() if run else []) if k.startswith("test_")},
     }

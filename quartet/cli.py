@@ -149,13 +149,15 @@ for _name in stages.STAGES:
 
 # ----------------------------------------------------------------------------- serve + ui
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+UI_PORT = 5000  # `quartet ui` / `make ui`
 
 
 def serve_specs() -> list[Any]:
     from components.serve import FamilyServeSpec
 
     return [
-        FamilyServeSpec(f.name, f"{f.predictor.__module__}:{f.predictor.__name__}", f.tasks, f.routes)
+        FamilyServeSpec(f.name, f"{f.predictor.__module__}:{f.predictor.__name__}", f.tasks, f.routes,
+                        f.demo_panel.read_text() if f.demo_panel and f.demo_panel.is_file() else "")
         for f in families().values()
     ]
 
@@ -171,8 +173,14 @@ def serve_settings(params: Params, host: str) -> Any:
         max_body_bytes=s.max_body_bytes, max_batch_size=s.max_batch_size, max_ongoing_requests=s.max_ongoing_requests,
         max_queued_requests=s.max_queued_requests, replica_cpus=s.replica_cpus, num_replicas=dict(s.num_replicas),
         poll_s=s.poll_s, health_timeout_s=s.health_timeout_s, torch_threads=s.torch_threads, access_log=s.access_log,
-        loopback_only=loopback, require_api_key=not loopback,
+        loopback_only=loopback, require_api_key=not loopback, mlflow_ui=mlflow_ui_url(params),
     )
+
+
+def mlflow_ui_url(params: Params) -> str:
+    """Where a user opens the runs: the tracking server itself, else what `make ui` starts."""
+    uri = config.tracking_uri(params)
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{UI_PORT}"
 
 
 def serve_app(args: dict[str, Any] | None = None) -> Any:
@@ -301,19 +309,36 @@ def deploy_to_cluster(address: str, host: str | None, port: int, profile: str | 
     raise TimeoutError(f"the Serve apps on {address} were not RUNNING within {timeout_s:.0f} s (last: {statuses})")
 
 
+@app.command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    port: Annotated[int | None, typer.Option(help="The served app's port (default params serve.port).")] = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """What `dvc repro` would rerun, each task's champion and test metric, the served app's health,
+    the tracking store in use."""
+    from quartet import status
+
+    params = _params(profile)
+    s = status.gather(params, families(), REPO_ROOT, port)
+    typer.echo(json.dumps(s.as_dict(), indent=2) if as_json else status.render(s))
+
+
 @app.command("ui")
-def ui_cmd(port: Annotated[int, typer.Option(help="UI port on 127.0.0.1.")] = 5000, profile: ProfileOpt = None) -> None:
+def ui_cmd(port: Annotated[int, typer.Option(help="UI port on 127.0.0.1.")] = UI_PORT, profile: ProfileOpt = None) -> None:
     """Open the MLflow UI on 127.0.0.1 over the pipeline's tracking store."""
     params = _params(profile)
     uri = config.tracking_uri(params)
     if uri.startswith("http"):
-        typer.echo(f"the tracking store is a server already: open {uri}")
+        typer.echo(f"the tracking store is a server already: open {track.ui_url(uri)}")
         return
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", uri, "--default-artifact-root", config.artifact_root(params)]
     typer.echo("$ " + shlex.join(cmd))
+    # the 3.17 UI opens an experiment on its GenAI overview unless the link asks for model training
+    typer.echo(f"open {track.ui_url(f'http://127.0.0.1:{port}')}")
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(sys.executable, cmd)
 

@@ -9,6 +9,8 @@ Modules by stage: data (ingest, prepare), classifier (the FID feature extractor 
 fid (the distance), models (the zoo), train (datasets, losses, the loops), evaluate, serve.
 """
 
+from pathlib import Path
+
 from components.family import Family, Metric, Route
 from families.generative import data, evaluate, models, serve, train
 from families.generative.data import AUTOENCODER_TASK, GENERATOR_TASK
@@ -33,4 +35,17 @@ FAMILY = Family(
     # anyway; these say how they are read: the image shape, the class names, and which features
     # a test FID is measured on.
     test_set_keys=("image_shape", "classes", "fid_features"),
+    demo_panel=Path(__file__).with_name("demo.js"),
+    intended_use={
+        GENERATOR_TASK: "Sampling 28x28 grey-scale Fashion-MNIST-like clothing images (the book's VAE and DCGAN); "
+                        "judged by FID on the features of the pipeline's own Fashion-MNIST classifier.",
+        AUTOENCODER_TASK: "Reconstructing (compressing and decoding) 28x28 Fashion-MNIST images; judged by "
+                          "reconstruction MSE on the test split.",
+    },
+    limits={
+        GENERATOR_TASK: "Ten clothing classes at 28x28 only; this FID is not comparable to published FIDs "
+                        "(other feature extractor); samples are not real products.",
+        AUTOENCODER_TASK: "Only images like Fashion-MNIST's (28x28, centred, dark background); "
+                          "anything else reconstructs badly. Not an anomaly detector as is.",
+    },
 )

@@ -5,6 +5,8 @@ agents.py (with buffers.py, episodes.py) how each agent learns; train.py the loo
 and serve.py how a model dir is judged and served.
 """
 
+from pathlib import Path
+
 from components.family import Family, Metric, Route
 from families.rl import data, evaluate, models, serve, train
 
@@ -18,7 +20,20 @@ FAMILY = Family(
     evaluate=evaluate.evaluate,
     predictor=serve.Predictor,
     metrics={t: Metric("return_mean", "max") for t in data.TASKS},
-    routes=(Route("act", serve.ActRequest, serve.ActResponse, method="act_batch"),),
+    routes=(Route("act", serve.ActRequest, serve.ActResponse, method="act_batch"),
+            Route("episode", serve.EpisodeRequest, serve.EpisodeResponse, method="episode_batch")),
     input_example=serve.input_example,
     test_set_keys=("env_id", "test_seeds"),
+    demo_panel=Path(__file__).with_name("demo.js"),
+    intended_use={
+        "CartPole-v1": "A greedy policy for gymnasium's CartPole-v1 (the book's REINFORCE and DQN family); "
+                       "judged by the mean return of 100 fixed-seed test episodes.",
+        "LunarLander-v3": "A greedy policy for gymnasium's LunarLander-v3 (discrete actions); judged by the mean "
+                          "return of 100 fixed-seed test episodes.",
+    },
+    limits={
+        "CartPole-v1": "Only this simulated environment (gymnasium 1.4, its pinned spec); no real control system.",
+        "LunarLander-v3": "Only this simulated environment (gymnasium 1.4, its pinned spec, default physics); "
+                          "a return below 200 means it does not land reliably.",
+    },
 )
