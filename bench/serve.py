@@ -197,9 +197,10 @@ def _with_task(drawn: tuple[Any, str, bool]) -> Any:
 
 
 def fuzz(url: str, cases_per_operation: int, seed: int = 0, headers: dict[str, str] | None = None,
-         on_case: Any = None) -> dict[str, Any]:
+         on_case: Any = None, cases_for: dict[str, int] | None = None) -> dict[str, Any]:
     """Property-based fuzz of the served OpenAPI schema (schemathesis + hypothesis): valid and
-    invalid bodies for every operation. Returns case counts by status and the first 5xx seen."""
+    invalid bodies for every operation (`cases_for` caps slow ones by path, e.g. a whole rendered
+    episode per case). Returns case counts by status and the first 5xx seen."""
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
@@ -223,7 +224,7 @@ def fuzz(url: str, cases_per_operation: int, seed: int = 0, headers: dict[str, s
                 strategy = st.tuples(strategy, st.sampled_from(known), st.booleans()).map(_with_task)
 
             @hseed(seed)
-            @settings(max_examples=cases_per_operation, deadline=None, database=None,
+            @settings(max_examples=(cases_for or {}).get(op.path, cases_per_operation), deadline=None, database=None,
                       suppress_health_check=list(HealthCheck), phases=(Phase.generate,))
             @given(case=strategy)
             def check(case: Any) -> None:

@@ -62,6 +62,7 @@ class FamilyServeSpec:
     predictor_path: str
     tasks: tuple[str, ...]
     routes: tuple[Any, ...]  # components.family.Route
+    demo_js: str = ""  # the family's demo panel script (its text travels with the app config)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ServeSettings:
     access_log: bool = False
     loopback_only: bool = True
     require_api_key: bool = False
+    mlflow_ui: str | None = None  # where the demo page links a model's run (None: no links)
 
     def replicas(self, family: str) -> int:
         return int(self.num_replicas.get(family, self.num_replicas.get("default", 1)))
@@ -635,13 +637,40 @@ def build_family_app(spec: FamilyServeSpec, settings: ServeSettings) -> Any:
 
 
 # ----------------------------------------------------------------------------- gateway app
-class Gateway:
-    """`/health`, `/models` and the OpenAPI page of every route (the family apps answer them)."""
+DEMO_PAGE = Path(__file__).with_name("demo") / "index.html"
 
-    def __init__(self, families: list[str], settings: ServeSettings) -> None:
+
+class Gateway:
+    """`/` (the demo page), `/health`, `/models` and the OpenAPI page of every route (the family
+    apps answer them)."""
+
+    def __init__(self, families: list[str], settings: ServeSettings, demo_scripts: dict[str, str] | None = None,
+                 tasks: dict[str, list[str]] | None = None) -> None:
         if settings.loopback_only:
             bind_internal_grpc_to_loopback()
-        self.families, self.settings = families, settings
+        self.families, self.settings, self.tasks = families, settings, tasks or {}
+        self.demo_scripts = {f: js for f, js in (demo_scripts or {}).items() if js}
+        self.page = DEMO_PAGE.read_text() if DEMO_PAGE.is_file() else ""
+
+    async def demo_page(self) -> Any:
+        from fastapi.responses import HTMLResponse
+
+        if not self.page:
+            return HTMLResponse("<p>the demo page is not installed; the API is at <a href=/docs>/docs</a></p>")
+        return HTMLResponse(self.page)
+
+    async def demo_panels(self) -> Any:
+        """Which panels the page loads: the served families that declare one."""
+        return {"panels": [{"family": f, "tasks": self.tasks.get(f, []), "script": f"/demo/{f}.js"}
+                           for f in self.families if f in self.demo_scripts],
+                "mlflow_ui": self.settings.mlflow_ui}
+
+    async def demo_script(self, family: str) -> Any:
+        from fastapi.responses import JSONResponse, Response
+
+        if family not in self.demo_scripts:
+            return JSONResponse(status_code=404, content={"detail": f"no demo panel for {family!r}"})
+        return Response(self.demo_scripts[family], media_type="text/javascript")
 
     async def _family_status(self, family: str) -> dict[str, Any]:
         try:
@@ -705,15 +734,26 @@ def build_gateway_app(specs: list[FamilyServeSpec], settings: ServeSettings) -> 
     app = _fastapi("quartet", settings, docs=True)
     cls = type("QuartetGateway", (Gateway,), {})
     cls.__qualname__ = cls.__name__
-    for path, name in (("/health", "health"), ("/models", "models")):
+    for path, name in (("/health", "health"), ("/models", "models"), ("/demo/panels.json", "demo_panels")):
         app.get(path)(_bound_here(cls, name))
+    app.get("/", include_in_schema=False)(_bound_here(cls, "demo_page"))
+    script = Gateway.demo_script
+
+    async def demo_script(self: Any, family: str) -> Any:
+        return await script(self, family)
+
+    demo_script.__qualname__ = f"{cls.__qualname__}.demo_script"
+    cls.demo_script = demo_script
+    app.get("/demo/{family}.js", include_in_schema=False)(demo_script)
     for spec in specs:
         for route in spec.routes:
             method = _endpoint(cls, route, "not_routed", f"{spec.family}_{route.name}")
             setattr(cls, method.__name__, method)
             app.post(f"/{spec.family}/{route.name}", response_model=route.response, name=method.__name__)(method)
     deployment = serve.deployment(name="gateway", **_deployment_options(settings, 1))
-    return deployment(serve.ingress(app)(cls)).bind([s.family for s in specs], settings)
+    return deployment(serve.ingress(app)(cls)).bind([s.family for s in specs], settings,
+                                                    {s.family: s.demo_js for s in specs},
+                                                    {s.family: list(s.tasks) for s in specs})
 
 
 def applications(specs: list[FamilyServeSpec], settings: ServeSettings) -> list[tuple[str, str, Any]]:

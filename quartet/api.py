@@ -40,8 +40,8 @@ def train_plain(family_name: str | Family, task: str, hparams: dict[str, Any], p
     fam = family(family_name)
     config = _loop_config(fam, task, hparams, prepared_dir, epochs, seed, **options)
     result = _train_plain(fam.loop, config, Path(out_dir) if out_dir else None)
-    if out_dir and fam.calibrate is not None:  # as the train stage does
-        fam.calibrate(Path(out_dir), Path(prepared_dir))
+    if out_dir and fam.finish_model_dir is not None:  # as the train stage does
+        fam.finish_model_dir(Path(out_dir), Path(prepared_dir))
     return result
 
 

@@ -4,7 +4,7 @@ Metrics are in data units, computed exactly as during training (`train.error_met
 evaluate stage's val metric is the best epoch's. Beside them: the naive and seasonal naive
 forecasts of the same windows and, where prepare fitted it, the dynamic regression (`*_sarimax`);
 `register` refuses to promote a model any of them beats. With a calibration (`calibrate`, run by
-the train stage) the test metrics include the conformal intervals' coverage, width and Winkler
+the train stage through `finish_model_dir`) the test metrics include the conformal intervals' coverage, width and Winkler
 score per level. The plots are a PNG of a few test forecasts with their bands and two CSVs for
 `dvc plots` (MAE by horizon, the first test window's forecast and interval).
 """
@@ -20,7 +20,7 @@ import torch
 
 from components import modeldir
 from components.config import ConfigError
-from components.data import read_json
+from components.data import read_json, write_json
 from families.forecaster import baselines, intervals, models
 from families.forecaster.data import load_baseline, load_split_with_future
 from families.forecaster.train import error_metrics
@@ -44,6 +44,40 @@ def predict_array(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1024,
             f = None if future is None else torch.from_numpy(future[i : i + batch_size])
             outs.append(models.forecast(model, torch.from_numpy(x[i : i + batch_size]), f).numpy())
     return np.concatenate(outs)
+
+
+EXAMPLES_FILE = "examples.json"
+N_EXAMPLES = 8
+
+
+def finish_model_dir(model_dir: Path, prepared_dir: Path) -> None:
+    """What the train stage adds to the model dir: the interval calibration and demo windows."""
+    calibrate(model_dir, prepared_dir)
+    write_examples(model_dir, prepared_dir)
+
+
+def write_examples(model_dir: Path, prepared_dir: Path, n: int = N_EXAMPLES) -> dict[str, Any]:
+    """A few test windows in data units (input, known-ahead features, what happened), spread
+    over the test split: what `POST /forecaster/example` hands the demo page, so it can draw a
+    real held-out series rather than noise."""
+    info = read_json(Path(model_dir) / "config.json")["info"]
+    x, y, origins, future = load_split_with_future(prepared_dir, "test", info)
+    mean, std = np.asarray(info["mean"], np.float64), np.asarray(info["std"], np.float64)
+    picks = np.unique(np.linspace(0, len(x) - 1, min(n, len(x))).astype(int))
+    record = {"feature_names": list(info["features"]), "future_features": list(info.get("future_features") or []),
+              "windows": [{
+                  "origin": str(origins[i]),
+                  "series": (x[i].astype(np.float64) * std + mean).round(6).tolist(),
+                  "future": None if future is None else (future[i].astype(np.float64) * std[1:] + mean[1:]).round(6).tolist(),
+                  "actual": (y[i].astype(np.float64) * std[0] + mean[0]).round(6).tolist(),
+              } for i in picks]}
+    write_json(Path(model_dir) / EXAMPLES_FILE, record)
+    return record
+
+
+def read_examples(model_dir: Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / EXAMPLES_FILE
+    return read_json(path) if path.is_file() else None
 
 
 def calibrate(model_dir: Path, prepared_dir: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components.data import read_json
 from components.family import RequestError
 from families.forecaster import intervals, models
-from families.forecaster.evaluate import load_model
+from families.forecaster.evaluate import DEFAULT_LEVELS, load_model, read_examples
 
 MAX_SERIES_PER_REQUEST = 256
 MAX_SERIES_LENGTH = 2000
@@ -63,6 +63,26 @@ class ForecastResponse(BaseModel):
     intervals: list[Interval] | None = None
 
 
+class ExampleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(description="forecaster task, e.g. 'synthetic' or 'vic_elec'")
+    index: int = Field(0, ge=0, le=1000, description="which of the model's held-out test windows")
+
+
+class ExampleResponse(BaseModel):
+    task: str
+    model_version: str | None = None
+    index: int
+    count: int = Field(description="how many test windows this model carries")
+    origin: str = Field(description="the window's forecast origin (a date, or a step number)")
+    feature_names: list[str]
+    series: list[list[float]] = Field(description="the input window, one row of feature values per step")
+    future: list[list[float]] | None = Field(None, description="the known-ahead features of each forecast day")
+    actual: list[float] = Field(description="what happened over the trained horizon")
+    horizon: int
+    interval_levels: list[float] = Field(description="levels this model's calibration can give (empty: none)")
+
+
 class Predictor:
     """Loads a model dir; turns requests in data units into forecasts in data units."""
 
@@ -75,6 +95,7 @@ class Predictor:
         self.n_future = models.n_future(self.info)
         self.trained_horizon = int(self.info["horizon"])
         self.calibration = intervals.read(Path(model_dir))
+        self.examples = read_examples(Path(model_dir))
         # The linear model reads exactly its window; the sequence models read any length (conv_gru >= 4).
         self.min_length = int(self.info["seq_len"]) if self.config["model"] == "linear" else 4
 
@@ -151,6 +172,33 @@ class Predictor:
         if self.trained_horizon == 1 and self.n_features == 1:
             return True
         raise RequestError(f"horizon {horizon} exceeds the {self.trained_horizon} steps this model was trained for")
+
+    def example_batch(self, reqs: list[ExampleRequest]) -> list[ExampleResponse]:
+        """The "example" route: a held-out test window to forecast (the demo page draws it)."""
+        return [self._example(r) for r in reqs]
+
+    def _example(self, req: ExampleRequest) -> ExampleResponse:
+        if req.task != self.task:
+            raise RequestError(f"this model forecasts task {self.task!r}, not {req.task!r}")
+        if self.examples is None:
+            raise RequestError(f"model version {self.model_version} carries no test windows (trained before "
+                               "examples.json existed); send your own series to /forecaster/predict")
+        windows = self.examples["windows"]
+        if req.index >= len(windows):
+            raise RequestError(f"index {req.index} is out of range: this model carries {len(windows)} test windows "
+                               f"(0..{len(windows) - 1})")
+        w = windows[req.index]
+        levels = []
+        for level in DEFAULT_LEVELS if self.calibration is not None else ():
+            try:
+                intervals.halfwidths(self.calibration, level)
+                levels.append(level)
+            except ValueError:  # too few calibration windows for this level
+                pass
+        return ExampleResponse(task=self.task, model_version=self.model_version, index=req.index, count=len(windows),
+                               origin=w["origin"], feature_names=self.examples["feature_names"], series=w["series"],
+                               future=w["future"], actual=w["actual"], horizon=self.trained_horizon,
+                               interval_levels=levels)
 
     def predict_batch(self, reqs: list[ForecastRequest]) -> list[ForecastResponse]:
         """The "predict" route. Requests with the same length and mode share one forward pass

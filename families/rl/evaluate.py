@@ -4,6 +4,8 @@ learning curve, and one rendered test episode as a GIF."""
 from __future__ import annotations
 
 import csv
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import torch
 
 from components import modeldir
 from components.data import DataError, read_json
+from components.progress import Progress
 from families.rl import models
 from families.rl.data import read_test_seeds
 from families.rl.episodes import make_env, run_episodes
@@ -21,25 +24,36 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return modeldir.load_model(model_dir, models.build)
 
 
-def render_episode(net: torch.nn.Module, env_id: str, seed: int, max_frames: int, every: int) -> tuple[list[Any], float]:
-    """One greedy episode rendered as rgb_array frames (every `every`-th, at most max_frames)."""
+@dataclass(frozen=True)
+class RenderedEpisode:
+    frames: list[Any]
+    total_reward: float
+    steps: int
+    terminated: bool  # the episode ended (landed, crashed, pole fell)
+    truncated: bool  # cut by the environment's time limit or by max_steps
+
+
+def render_episode(net: torch.nn.Module, env_id: str, seed: int, max_frames: int, every: int,
+                   max_steps: int | None = None) -> RenderedEpisode:
+    """One greedy episode rendered as rgb_array frames (every `every`-th, at most max_frames),
+    stopped after `max_steps` when given (the served /rl/episode bounds its work that way)."""
     env = make_env(env_id, render=True)
-    frames, total = [], 0.0
+    frames, total, term, trunc, t = [], 0.0, False, False, 0
     try:
         obs, _ = env.reset(seed=seed)
-        for t in range(10**6):
+        while not (term or trunc):
             if t % every == 0 and len(frames) < max_frames:
                 frames.append(env.render())
             with torch.no_grad():
                 action = int(models.greedy(net(torch.from_numpy(np.asarray(obs, np.float32)[None])))[0])
             obs, r, term, trunc, _ = env.step(action)
             total += float(r)
-            if term or trunc:
-                frames.append(env.render())
-                break
+            t += 1
+            trunc = bool(trunc) or (max_steps is not None and t >= max_steps and not term)
+        frames.append(env.render())
     finally:
         env.close()
-    return frames, total
+    return RenderedEpisode(frames, total, t, bool(term), bool(trunc))
 
 
 def _learning_curve(history: list[dict[str, Any]], plots_dir: Path, threshold: float, title: str) -> None:
@@ -68,14 +82,22 @@ def _learning_curve(history: list[dict[str, Any]], plots_dir: Path, threshold: f
     plt.close(fig)
 
 
-def save_gif(frames: list[Any], path: Path, scale: float, fps: int) -> None:
+def gif_bytes(frames: list[Any], scale: float, fps: int) -> bytes:
+    """Frames -> an animated GIF (scaled by `scale`, looping)."""
     from PIL import Image
 
     images = [Image.fromarray(np.asarray(f)) for f in frames]
     if scale != 1.0:
         size = (max(1, int(images[0].width * scale)), max(1, int(images[0].height * scale)))
         images = [im.resize(size, Image.Resampling.BILINEAR) for im in images]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=False)
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
+                   optimize=False)
+    return buf.getvalue()
+
+
+def save_gif(frames: list[Any], path: Path, scale: float, fps: int) -> None:
+    path.write_bytes(gif_bytes(frames, scale, fps))
 
 
 def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[str, Any]) -> dict[str, float]:
@@ -88,8 +110,11 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
     if info["task"] != config["task"]:
         raise DataError(f"{prepared_dir / 'info.json'}: task {info['task']!r} but the model was trained on {config['task']!r}")
     test_seeds = read_test_seeds(Path(prepared_dir))
-    val_returns, _ = run_episodes(net, info["env_id"], list(info["val_seeds"]))
-    test_returns, _ = run_episodes(net, info["env_id"], test_seeds)
+    label = f"evaluate rl/{info['env_id']}"
+    with Progress(f"{label} val", len(info["val_seeds"]), "episodes") as p:
+        val_returns, _ = run_episodes(net, info["env_id"], list(info["val_seeds"]), progress=p)
+    with Progress(f"{label} test", len(test_seeds), "episodes") as p:
+        test_returns, _ = run_episodes(net, info["env_id"], test_seeds, progress=p)
     history = config.get("history", [])
     last = history[-1] if history else {}
     threshold = float(info["solve_threshold"])
@@ -115,7 +140,7 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
         w.writerows([[i, s, f"{r:.6g}"] for i, (s, r) in enumerate(zip(test_seeds, test_returns))])
     if history:
         _learning_curve(history, plots_dir, threshold, f"{config['model']} on {info['env_id']}")
-    frames, _ = render_episode(net, info["env_id"], test_seeds[0], int(params.get("gif_max_frames", 300)),
-                               int(params.get("gif_every", 2)))
+    frames = render_episode(net, info["env_id"], test_seeds[0], int(params.get("gif_max_frames", 300)),
+                            int(params.get("gif_every", 2))).frames
     save_gif(frames, plots_dir / "episode.gif", float(params.get("gif_scale", 0.5)), int(params.get("gif_fps", 25)))
     return metrics

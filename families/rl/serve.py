@@ -1,7 +1,10 @@
-"""Serving an agent: POST /rl/act answers greedy actions and the values they come from."""
+"""Serving an agent: POST /rl/act answers greedy actions and the values they come from;
+POST /rl/episode plays one greedy episode on the server and returns it as an animated GIF (what
+the demo page shows: LunarLander's Box2D physics cannot be stepped in a browser)."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,9 +16,12 @@ from components.data import read_json
 from components.family import RequestError
 from families.rl import models
 from families.rl.episodes import make_env
-from families.rl.evaluate import load_model
+from families.rl.evaluate import gif_bytes, load_model, render_episode
 
 MAX_OBSERVATIONS_PER_REQUEST = 256
+# An episode is rendered on the replica's one inference thread: its steps and frames are bounded
+# (LunarLander's 1000 steps render in ~2 s here; the GIF keeps every 3rd frame at 0.5 scale).
+MAX_EPISODE_STEPS, GIF_MAX_FRAMES, GIF_EVERY, GIF_SCALE, GIF_FPS = 1000, 350, 3, 0.5, 20
 # Finite and within float32: a larger value would become inf in the network and NaN Q-values.
 FLOAT32_MAX = 3.4e38
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
@@ -36,6 +42,24 @@ class ActResponse(BaseModel):
     actions: list[int] = Field(description="greedy action per observation")
     action_values: list[list[float]] = Field(description="action probabilities (reinforce) or Q-values (DQNs)")
     value_kind: str = Field(description="'probabilities' or 'q_values'")
+
+
+class EpisodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(description="environment id, e.g. 'CartPole-v1' or 'LunarLander-v3'")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="the environment's reset seed (same seed, same episode)")
+    max_steps: int = Field(MAX_EPISODE_STEPS, ge=1, le=MAX_EPISODE_STEPS, description="stop the episode after this many steps")
+
+
+class EpisodeResponse(BaseModel):
+    task: str
+    model_version: str | None = None
+    seed: int
+    total_reward: float
+    steps: int
+    terminated: bool = Field(description="the episode ended (landed, crashed, pole fell)")
+    truncated: bool = Field(description="cut by the time limit or max_steps")
+    gif: str = Field(description="base64-encoded animated GIF of the episode")
 
 
 class Predictor:
@@ -76,6 +100,20 @@ class Predictor:
                 action_values=values[start : start + n].double().tolist(), value_kind=self.value_kind,
             ))
             start += n
+        return out
+
+
+    def episode_batch(self, reqs: list[EpisodeRequest]) -> list[EpisodeResponse]:
+        """The "episode" route: one greedy episode per request, rendered (one at a time)."""
+        out = []
+        for r in reqs:
+            if r.task != self.task:
+                raise RequestError(f"this model acts in {self.task!r}, not {r.task!r}")
+            ep = render_episode(self.net, self.info["env_id"], r.seed, GIF_MAX_FRAMES, GIF_EVERY, max_steps=r.max_steps)
+            out.append(EpisodeResponse(task=r.task, model_version=self.model_version, seed=r.seed,
+                                       total_reward=ep.total_reward, steps=ep.steps, terminated=ep.terminated,
+                                       truncated=ep.truncated,
+                                       gif=base64.b64encode(gif_bytes(ep.frames, GIF_SCALE, GIF_FPS)).decode()))
         return out
 
 

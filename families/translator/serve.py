@@ -57,6 +57,8 @@ class Translation(BaseModel):
     score: float
     n_best: list[NBest]
     attention: list[list[float]] | None = None
+    source_tokens: list[str] | None = Field(None, description="the attention's columns: the source as the model reads it")
+    output_tokens: list[str] | None = Field(None, description="the attention's rows: the tokens the model emitted")
 
 
 class TranslateResponse(BaseModel):
@@ -129,13 +131,23 @@ class Predictor:
 
     def _response(self, req: TranslateRequest, res: list[list[Hypothesis]]) -> TranslateResponse:
         out = []
-        for hyps in res:
+        for text, hyps in zip(req.texts, res):
             best = hyps[0]
             nbest = [NBest(text=self.codec.decode_target(h.tokens), score=h.score, logprob=h.logprob)
                      for h in hyps[:req.n_best]]
+            labels = self._attention_labels(text, best) if req.return_attention and best.attention else {}
             out.append(Translation(text=nbest[0].text, score=best.score, n_best=nbest,
-                                   attention=best.attention if req.return_attention else None))
+                                   attention=best.attention if req.return_attention else None, **labels))
         return TranslateResponse(task=req.task, model_version=self.model_version, translations=out)
+
+
+    def _attention_labels(self, text: str, best: Hypothesis) -> dict[str, list[str]]:
+        """Row and column labels of the attention matrix, each as long as its axis."""
+        rows, cols = len(best.attention), len(best.attention[0]) if best.attention else 0
+        source = self.codec.source_tokens(text.strip())[:cols]
+        output = self.codec.target_tokens(best.tokens)[:rows]
+        return {"source_tokens": source + ["</s>"] * (cols - len(source)),
+                "output_tokens": output + ["</s>"] * (rows - len(output))}
 
 
 def input_example(model_dir: Path) -> dict[str, Any]:

@@ -193,3 +193,35 @@ def test_act_bad_requests(server, body, status: int, needle: str) -> None:
     r = post(url + "/rl/act", body)
     assert r.status_code == status, r.text
     assert needle.lower() in detail(r).lower(), detail(r)
+
+
+def test_a_forecaster_hands_out_its_test_windows_and_they_forecast(server) -> None:
+    url, _ = server
+    r = post(url + "/forecaster/example", {"task": "vic_elec", "index": 1})
+    assert r.status_code == 200, r.text
+    ex = r.json()
+    assert ex["count"] == 8 and ex["index"] == 1 and len(ex["actual"]) == ex["horizon"] == 14
+    assert len(ex["series"][0]) == len(ex["feature_names"]) == 4 and len(ex["future"]) == 14
+    r = post(url + "/forecaster/predict", {"task": "vic_elec", "series": [ex["series"]], "horizon": 14,
+                                           "future": [ex["future"]], "intervals": ex["interval_levels"]})
+    assert r.status_code == 200 and len(r.json()["forecast"][0]) == 14, r.text
+    for body, status, needle in [({"task": "vic_elec", "index": 8}, 422, "out of range"),
+                                 ({"task": "vic_elec", "index": -1}, 422, "greater than or equal"),
+                                 ({"task": "nope", "index": 0}, 404, "unknown forecaster task")]:
+        r = post(url + "/forecaster/example", body)
+        assert r.status_code == status and needle in r.text, (body, r.status_code, r.text)
+
+
+def test_an_episode_is_played_server_side_seeded(server) -> None:
+    url, _ = server
+    bodies = [{"task": "CartPole-v1", "seed": 3, "max_steps": 60}] * 2
+    first, again = (post(url + "/rl/episode", b) for b in bodies)
+    assert first.status_code == 200, first.text
+    ep = first.json()
+    assert ep == again.json() and 1 <= ep["steps"] <= 60 and ep["total_reward"] == ep["steps"]  # +1 per step
+    assert base64.b64decode(ep["gif"])[:6] in (b"GIF87a", b"GIF89a")
+    for body, needle in [({"task": "CartPole-v1", "max_steps": 1001}, "less than or equal"),
+                         ({"task": "CartPole-v1", "seed": -1}, "greater than or equal"),
+                         ({"task": "CartPole-v1", "frames": 3}, "extra")]:
+        r = post(url + "/rl/episode", body)
+        assert r.status_code == 422 and needle in r.text.lower(), (body, r.status_code, r.text)

@@ -29,7 +29,18 @@ def test_health_models_and_docs(server) -> None:
     assert all(m["alias"] == "champion" and m["test_metrics"] and m["replicas"] for m in models)
     rl = [m for m in models if m["name"].startswith("quartet-rl-")]
     assert all(len(m["replicas"]) == 2 for m in rl)  # tiny profile: two rl replicas, each reports its version
+    assert all(m["experiment_id"] for m in models)  # what the demo page links a run with
     assert requests.get(url + "/docs", timeout=10).status_code == 200
+    page = requests.get(url + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html") and "<script" in page.text
+    panels = requests.get(url + "/demo/panels.json", timeout=10).json()
+    assert {p["family"]: sorted(p["tasks"]) for p in panels["panels"]} == expected
+    assert panels["mlflow_ui"].startswith("http://127.0.0.1:")
+    for p in panels["panels"]:
+        script = requests.get(url + p["script"], timeout=10)
+        assert script.status_code == 200 and f'register("{p["family"]}"' in script.text.replace("'", '"')
+    missing = requests.get(url + "/demo/nope.js", timeout=10)
+    assert missing.status_code == 404 and "no demo panel" in missing.json()["detail"]
     spec = requests.get(url + "/openapi.json", timeout=10).json()
     routes = {f"/{f.name}/{r.name}" for f in families().values() for r in f.routes}
     assert routes <= set(spec["paths"]), routes - set(spec["paths"])
@@ -187,7 +198,8 @@ def test_png_with_a_corrupt_chunk_gets_422(server) -> None:
 
 def test_property_based_fuzz_of_the_openapi_schema_gets_no_5xx(server) -> None:
     """schemathesis draws valid and invalid bodies for every route of /openapi.json (half of the
-    valid ones name a served task, to reach the models): >= 2,000 cases, every answer 4xx/2xx JSON."""
+    valid ones name a served task, to reach the models): >= 2,000 cases, every answer 4xx/2xx JSON.
+    /rl/episode renders a whole episode per valid case (up to ~2 s): 12 cases of it."""
     from bench.serve import fuzz
 
     url, _ = server
@@ -197,7 +209,7 @@ def test_property_based_fuzz_of_the_openapi_schema_gets_no_5xx(server) -> None:
         if response.status_code >= 400 and "detail" not in (response.json() if _is_json(response) else {}):
             not_json.append(f"{response.status_code} {response.text[:200]}")
 
-    result = fuzz(url, cases_per_operation=210, seed=11, on_case=json_answer)
+    result = fuzz(url, cases_per_operation=210, seed=11, on_case=json_answer, cases_for={"/rl/episode": 12})
     assert result["cases"] >= 2000, result["by_status"]
     assert result["server_errors"] == 0, result["first_server_errors"]
     assert not not_json, not_json[:5]
@@ -209,3 +221,22 @@ def _is_json(response) -> bool:
         return True
     except ValueError:
         return False
+
+
+def test_quartet_status_reports_the_pipeline_the_champions_and_the_served_app(server, trained_repo: Path) -> None:
+    from families import families
+    from tests.conftest import BIN, QUARTET, run
+
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    status = json.loads(run([*QUARTET, "status", "--json", "--port", port], cwd=trained_repo, timeout=180).stdout)
+    dvc = json.loads(run([str(BIN / "dvc"), "status", "--json"], cwd=trained_repo, timeout=120).stdout)
+    assert status["stale_error"] == "" and set(status["stale_stages"]) == set(dvc)  # what dvc would rerun
+    assert status["tracking_uri"].startswith("sqlite:///") and str(trained_repo) in status["tracking_uri"]
+    expected = {(f.name, t) for f in families().values() for t in f.tasks}
+    assert {(c["family"], c["task"]) for c in status["champions"]} == expected
+    assert all(c["version"] and isinstance(c["value"], float) and c["metric"].startswith("test_")
+               for c in status["champions"]), status["champions"]
+    assert status["served"]["status"] == "ok" and status["served_url"] == url
+    text = run([*QUARTET, "status", "--port", "1"], cwd=trained_repo, timeout=180).stdout
+    assert "pipeline         unknown" not in text and "not running at http://127.0.0.1:1" in text

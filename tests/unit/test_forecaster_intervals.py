@@ -205,3 +205,23 @@ def test_register_veto_names_the_best_beating_baseline_and_the_margin() -> None:
     assert baseline_veto(FAMILY, "vic_elec", {**metrics, "test_mae": 5000.0}) is None
     # synthetic is judged on mse; its only baseline is naive
     assert baseline_veto(FAMILY, "synthetic", {"test_mse": 0.01, "test_mse_naive": 0.2}) is None
+
+
+def test_the_model_dir_carries_test_windows_the_example_route_hands_out(vic: tuple[Path, dict], vic_model: Path) -> None:
+    prepared, info = vic
+    x, y, origins, future = data.load_split_with_future(prepared, "test", info)
+    predictor = serve.Predictor(vic_model, model_version="4")
+    first, last = predictor.example_batch([serve.ExampleRequest(task="vic_elec", index=0),
+                                           serve.ExampleRequest(task="vic_elec", index=7)])
+    assert first.count == 8 and first.horizon == 14 and first.interval_levels == [0.8, 0.95]
+    mean, std = np.asarray(info["mean"]), np.asarray(info["std"])
+    np.testing.assert_allclose(first.series, x[0] * std + mean, rtol=1e-5)  # data units, the first test window
+    np.testing.assert_allclose(last.actual, y[-1] * std[0] + mean[0], rtol=1e-5)  # ... to the last one
+    np.testing.assert_allclose(last.future, future[-1] * std[1:] + mean[1:], rtol=1e-5, atol=1e-5)
+    assert (first.origin, last.origin) == (str(origins[0]), str(origins[-1]))
+    # what the demo page does with it: forecast the window, with its intervals
+    (forecast,) = predictor.predict_batch([serve.ForecastRequest(task="vic_elec", series=[last.series], horizon=14,
+                                                                 future=[last.future], intervals=last.interval_levels)])
+    assert np.shape(forecast.forecast) == (1, 14) and len(forecast.intervals) == 2
+    with pytest.raises(RequestError, match="index 8 is out of range: this model carries 8 test windows"):
+        predictor.example_batch([serve.ExampleRequest(task="vic_elec", index=8)])

@@ -117,10 +117,13 @@ def test_predictor_batches_and_rejects_bad_requests(model_dir: Path) -> None:
         ask(predictor, task="synthetic", series=[[0.1] * 3], horizon=2)
 
 
-def test_the_route_names_the_predictor_method(model_dir: Path) -> None:
-    (route,) = FAMILY.routes
+def test_each_route_names_its_predictor_method(model_dir: Path) -> None:
+    route, example = FAMILY.routes
     assert (route.name, route.method, route.request, route.response) == (
         "predict", "predict_batch", serve.ForecastRequest, serve.ForecastResponse)
+    assert (example.name, example.method, example.request, example.response) == (
+        "example", "example_batch", serve.ExampleRequest, serve.ExampleResponse)
+    assert FAMILY.route_for("synthetic") is route  # what the registered pyfunc answers
     predictor = FAMILY.predictor(model_dir)
     answer = getattr(predictor, route.method)([route.request(**FAMILY.input_example(model_dir))])
     assert isinstance(answer[0], route.response)

@@ -28,12 +28,38 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: tmp / name for name in hps}
 
 
-def test_the_route_names_the_predictor_method() -> None:
-    (route,) = FAMILY.routes
-    assert (route.name, route.request, route.response, route.method) == ("act", serve.ActRequest, serve.ActResponse,
-                                                                        "act_batch")
+def test_each_route_names_its_predictor_method() -> None:
+    act, episode = FAMILY.routes
+    assert (act.name, act.request, act.response, act.method) == ("act", serve.ActRequest, serve.ActResponse, "act_batch")
+    assert (episode.name, episode.method) == ("episode", "episode_batch")
+    assert FAMILY.route_for(TASK) is act  # what the registered pyfunc answers
     methods = {m for m in vars(serve.Predictor) if not m.startswith("_")}
-    assert methods == {"act_batch"}  # one explicit method per route, no aliases
+    assert methods == {"act_batch", "episode_batch"}  # one explicit method per route, no aliases
+
+
+def test_an_episode_is_played_on_the_server_and_returned_as_a_gif(model_dirs: dict[str, Path]) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from families.rl.episodes import run_episodes
+
+    predictor = serve.Predictor(model_dirs["dqn"], model_version="2")
+    first, again, short = predictor.episode_batch([serve.EpisodeRequest(task=TASK, seed=5),
+                                                   serve.EpisodeRequest(task=TASK, seed=5),
+                                                   serve.EpisodeRequest(task=TASK, seed=5, max_steps=3)])
+    (expected,), _ = run_episodes(predictor.net, TASK, [5])  # the evaluate stage's greedy return
+    assert first.total_reward == pytest.approx(expected) and first.steps == int(expected)  # CartPole: +1 per step
+    assert first == again and first.model_version == "2"  # the same seed plays the same episode
+    assert (first.terminated or first.truncated) and first.steps <= serve.MAX_EPISODE_STEPS
+    gif = Image.open(io.BytesIO(base64.b64decode(first.gif)))
+    assert gif.format == "GIF" and gif.n_frames == min(serve.GIF_MAX_FRAMES, -(-first.steps // serve.GIF_EVERY)) + 1
+    assert (short.steps, short.total_reward, short.truncated) == (3, 3.0, not short.terminated)
+    with pytest.raises(ValidationError):
+        serve.EpisodeRequest(task=TASK, max_steps=serve.MAX_EPISODE_STEPS + 1)
+    with pytest.raises(RequestError, match="acts in 'CartPole-v1'"):
+        predictor.episode_batch([serve.EpisodeRequest(task="LunarLander-v3")])
 
 
 def test_predictor_acts_in_batches(model_dirs: dict[str, Path]) -> None:

@@ -63,9 +63,13 @@ def test_predictor_translates_with_nbest_and_attention(model_dir) -> None:
     assert len(t.n_best) == 3 and t.text == t.n_best[0].text and t.score == t.n_best[0].score
     assert [h.score for h in t.n_best] == sorted((h.score for h in t.n_best), reverse=True)
     assert len(t.attention[0]) == len("3 May 1999")
+    # the heat-map's labels: one per column (the source characters) and one per row (what was emitted)
+    assert t.source_tokens == list("3 May 1999") and len(t.output_tokens) == len(t.attention)
+    assert "".join(tok for tok in t.output_tokens if tok not in ("</s>", "<eos>")).startswith(t.text)
     assert predictor.translate_batch([req])[0].translations[1].text == t.text  # alone == inside a batch
     plain = translate(predictor, task="dates", texts=["3 May 1999"])
     assert plain.translations[0].attention is None and len(plain.translations[0].n_best) == 1
+    assert plain.translations[0].source_tokens is None and plain.translations[0].output_tokens is None
 
 
 def test_predictor_rejects_bad_requests(model_dir) -> None:
