@@ -93,6 +93,14 @@ def test_editing_the_cli_reruns_nothing(trained_repo: Path) -> None:
         assert _changed_stages(trained_repo) == set()
 
 
+def test_editing_a_demo_panel_or_the_demo_page_reruns_nothing(trained_repo: Path) -> None:
+    """The served page's JavaScript and HTML are no stage's code (.dvcignore, and components/demo
+    is no stage's dep)."""
+    with _edited(trained_repo / "families" / "rl" / "demo.js", "\n// a changed panel\n"), \
+            _edited(trained_repo / "components" / "demo" / "index.html", "\n<!-- a changed page -->\n"):
+        assert _changed_stages(trained_repo) == set()
+
+
 def test_editing_one_familys_code_reruns_only_that_family(trained_repo: Path) -> None:
     with _edited(trained_repo / "families" / "rl" / "models.py", "\n# a changed model\n"):
         changed = _changed_stages(trained_repo)
