@@ -48,6 +48,52 @@ def apply_env() -> None:
         os.environ.setdefault(key, value)
 
 
+# Worker log lines that repeat without telling a user anything, dropped from the terminal (they stay
+# in the session's log files, /tmp/ray/session_*/logs):
+# - Ray Train v2's detached placement-group cleaner asks the State API every few seconds whether
+#   the controller lives; without a dashboard (ours is off by default) each ask fails and warns:
+#   ~130 lines per `make repro`;
+# - two lines per epoch per worker about the checkpoint it reported (our epoch line says more);
+# - an error-level note on every train run about Train's own PreemptionWatcher actor
+#   (ray-project/ray#53727), which no user code can act on.
+BENIGN_WORKER_LINES = (
+    "Failed to query Ray Train Controller actor state",
+    "Checkpoint successfully created at: Checkpoint(",
+    "Reporting training result ",
+    "'PreemptionWatcher' and ID: ",
+)
+
+
+def keep_worker_line(line: str) -> bool:
+    return not any(pattern in line for pattern in BENIGN_WORKER_LINES)
+
+
+def quiet_benign_worker_logs() -> bool:
+    """Filter BENIGN_WORKER_LINES out of the worker logs Ray prints on this driver. Ray has no
+    public hook for it: its printer is swapped for one that filters first; when Ray's internals
+    differ (another version), nothing changes and False is returned."""
+    try:
+        from ray._private import worker as ray_worker
+
+        dispatcher = ray_worker.global_worker_stdstream_dispatcher
+        ignore_prefix = ray_worker._should_ignore_worker_log_prefix(ray_worker.global_worker)
+        printer = ray_worker.print_to_stdstream
+    except (ImportError, AttributeError):
+        return False
+
+    def print_kept(data: dict[str, Any]) -> None:
+        lines = [line for line in data.get("lines", []) if keep_worker_line(line)]
+        if lines:
+            printer({**data, "lines": lines}, ignore_prefix=ignore_prefix)
+
+    with contextlib.suppress(Exception):
+        if any(name == "ray_print_logs" for name, _ in dispatcher.handlers):  # log_to_driver is on
+            dispatcher.remove_handler("ray_print_logs")  # ray.shutdown removes ours by this name
+            dispatcher.add_handler("ray_print_logs", print_kept)
+            return True
+    return False
+
+
 def ray_address(params: Params) -> str | None:
     return os.environ.get("RAY_ADDRESS") or params.ray.address
 
@@ -83,6 +129,7 @@ def ray_session(params: Params) -> Iterator[None]:
             object_store_memory=params.ray.object_store_mb * 1024**2,
             runtime_env={"env_vars": env_vars},
         )
+    quiet_benign_worker_logs()
     try:
         yield
     finally:

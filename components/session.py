@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from components.config import ConfigError
 from components.family import Metric
 from components.kernels import pin_kernels
 from components.modeldir import WEIGHTS, save_model_dir
+from components.progress import epoch_line
 
 if TYPE_CHECKING:
     import torch
@@ -298,6 +300,12 @@ class TrainSession(Session):
                 torch.save(train_state, Path(d) / STATE)
                 (Path(d) / HISTORY).write_text(json.dumps(history))
                 checkpoint = ray.train.Checkpoint.from_directory(d)
+                # One plain line per epoch (Ray forwards a worker's output line by line). Not print():
+                # Ray Train patches it to log *and* print when stdout is wrapped, i.e. twice.
+                line = epoch_line(f"train {self.config.family}/{self.config.task}", int(metrics["epoch"]) + 1,
+                                  self.config.epochs, metrics)
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch={int(metrics['epoch']):04d}")
 
 

@@ -195,6 +195,13 @@ def check_space(tp: TaskParams, base_hparams: dict[str, Any], validate_hparams: 
             raise ConfigError(f"{label}.tune (search space of {sample['model']!r}): {e}") from None
 
 
+def quiet_optuna() -> None:
+    """Optuna announces every in-memory study at INFO; Tune's trial table is the progress here."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def run_sweep(
     *,
     tp: TaskParams,
@@ -215,6 +222,7 @@ def run_sweep(
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    quiet_optuna()
     tune_p, train_p = tp.tune, tp.train
     metric, mode = base.metric.val, base.metric.mode
     family, task = base.family, base.task

@@ -22,13 +22,14 @@ def make_env(env_id: str, render: bool = False) -> Any:
 
 def run_episodes(
     net: torch.nn.Module, env_id: str, seeds: list[int], greedy: bool = True, rng: np.random.Generator | None = None,
-    record: bool = False, device: torch.device | None = None,
+    record: bool = False, device: torch.device | None = None, progress: Any = None,
 ) -> tuple[list[float], list[dict[str, Any]]]:
     """Play one episode per seed, all in lockstep (one batched forward pass per step).
 
     Greedy: argmax of the network's action values. Otherwise (REINFORCE training) actions are
     sampled from the softmax policy with `rng`. Returns per-episode returns and, with `record`,
-    the trajectories (obs, actions, rewards) for a policy-gradient update.
+    the trajectories (obs, actions, rewards) for a policy-gradient update. `progress`
+    (components.progress.Progress) counts the episodes as they end.
     """
     device = device or torch.device("cpu")
     envs = [make_env(env_id) for _ in seeds]
@@ -57,6 +58,8 @@ def run_episodes(
                 obs[i] = nxt
                 if term or trunc:
                     alive[i] = False
+                    if progress is not None:
+                        progress.update(1)
     finally:
         for env in envs:
             env.close()

@@ -175,10 +175,11 @@ def pad(seqs: list[list[int]]) -> torch.Tensor:
 
 @torch.no_grad()
 def translate_ids(model: nn.Module, src: list[list[int]], beam_width: int, max_len: int, attention: bool = False,
-                  batch_size: int = 256) -> list[list[Hypothesis]]:
+                  batch_size: int = 256, progress: Any = None) -> list[list[Hypothesis]]:
     """n-best lists (greedy: one hypothesis) for id sequences, batched by similar length, on the
     model's device. Every score of a translator goes through here, so validation and evaluation
-    decode the same batches and get the same outputs."""
+    decode the same batches and get the same outputs. `progress` (components.progress.Progress)
+    counts the sentences decoded."""
     device = next(model.parameters()).device
     order = sorted(range(len(src)), key=lambda i: len(src[i]))
     out: list[list[Hypothesis]] = [[] for _ in src]
@@ -195,4 +196,6 @@ def translate_ids(model: nn.Module, src: list[list[int]], beam_width: int, max_l
                 if h.attention is not None:
                     h.attention = [row[: len(src[i])] for row in h.attention]
             out[i] = r
+        if progress is not None:
+            progress.update(len(idx))
     return out

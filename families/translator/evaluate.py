@@ -15,6 +15,7 @@ import torch
 import components.train
 from families.translator import chars, models
 from families.translator.data import TEST_BOOKS_SPLIT, Codec, load_split
+from components.progress import Progress
 from families.translator.decode import translate_ids
 from families.translator.metrics import max_decode_len, score_texts, translations
 
@@ -60,8 +61,10 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
         if split == TEST_BOOKS_SPLIT and not (prepared_dir / f"{split}.parquet").is_file():
             continue
         data = load_split(prepared_dir, split)
-        g = translations(model, data["src"], info, 1, batch)
-        b = translations(model, data["src"], info, beam, batch)
+        with Progress(f"evaluate translator/{task} {split} greedy", len(data["src"]), "sentences") as p:
+            g = translations(model, data["src"], info, 1, batch, progress=p)
+        with Progress(f"evaluate translator/{task} {split} beam {beam}", len(data["src"]), "sentences") as p:
+            b = translations(model, data["src"], info, beam, batch, progress=p)
         metrics.update(score_texts(task, g, data["target"], split))
         metrics.update({k + "_beam": v for k, v in score_texts(task, b, data["target"], split).items()})
         if split != "test":

@@ -45,9 +45,9 @@ def score_texts(task: str, preds: list[str], refs: list[str], prefix: str) -> di
 
 
 def translations(model: Any, src: list[list[int]], info: dict[str, Any], beam_width: int = 1,
-                 batch_size: int = 500) -> list[str]:
+                 batch_size: int = 500, progress: Any = None) -> list[str]:
     """Detokenised best hypotheses (greedy for beam_width 1) for id sequences, under the decode
     length limit of the test metric; batch_size is the model's `val_batch_size`."""
     codec = Codec(info)
-    hyps = translate_ids(model, src, beam_width, max_decode_len(info), batch_size=batch_size)
+    hyps = translate_ids(model, src, beam_width, max_decode_len(info), batch_size=batch_size, progress=progress)
     return [codec.decode_target(h[0].tokens) for h in hyps]
