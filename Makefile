@@ -10,6 +10,8 @@ APT_PACKAGES ?= diatheke sword-text-web sword-text-sparv dataset-fashion-mnist
 # What `make cluster-up` (and its test) run the hosts with: PostgreSQL for MLflow, iproute2 for the
 # network namespaces.
 CLUSTER_APT_PACKAGES ?= postgresql iproute2
+# What the browser tests (demo page, MLflow UI) drive: Debian's Chromium, through Playwright.
+BROWSER_APT_PACKAGES ?= chromium chromium-driver
 
 export PATH := $(BIN):$(PATH)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
@@ -20,13 +22,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv deps apt cluster-apt data repro test test-unit serve ui bench clean cluster-up cluster-down cluster-status
+.PHONY: help venv deps apt cluster-apt browser-apt status data repro test test-unit serve ui bench clean cluster-up cluster-down cluster-status
 
 help:
 	@echo "make repro   set up, then dvc repro (the whole pipeline on the default profile)"
 	@echo "make test    set up, then run the test suite"
-	@echo "make serve   serve the @champion models on http://127.0.0.1:8000 (docs at /docs)"
+	@echo "make serve   serve the @champion models on http://127.0.0.1:8000 (demo page at /, API at /docs)"
 	@echo "make ui      MLflow UI on http://127.0.0.1:5000"
+	@echo "make status  what dvc repro would rerun, each task's champion, the served app's health"
 	@echo "make bench   benchmarks -> BENCHMARKS.md"
 	@echo "make cluster-up / cluster-status / cluster-down   a local Ray cluster of separate hosts (root)"
 
@@ -58,6 +61,13 @@ cluster-apt:
 
 # data/ is pinned by data.dvc; it is regenerated from its sources, checked against that md5 and
 # pushed to the default DVC remote (the cluster's shared storage), where cluster jobs pull it.
+browser-apt:
+	@missing=""; for p in $(BROWSER_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install$$missing)"; fi; \
+	fi
+
 data: deps
 	$(BIN)/quartet data
 
@@ -74,8 +84,8 @@ repro: data
 	$(BIN)/quartet repro
 	$(BIN)/dvc metrics show
 
-test: deps cluster-apt
-	$(BIN)/python -m pytest -q -ra
+test: deps cluster-apt browser-apt
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 test-unit: deps
 	$(BIN)/python -m pytest -q -ra tests/unit
@@ -85,6 +95,9 @@ serve: deps
 
 ui: deps
 	$(BIN)/quartet ui
+
+status: deps
+	$(BIN)/quartet status
 
 bench: data
 	$(BIN)/python -m bench.forecaster
