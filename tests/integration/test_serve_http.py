@@ -199,7 +199,8 @@ def test_png_with_a_corrupt_chunk_gets_422(server) -> None:
 def test_property_based_fuzz_of_the_openapi_schema_gets_no_5xx(server) -> None:
     """schemathesis draws valid and invalid bodies for every route of /openapi.json (half of the
     valid ones name a served task, to reach the models): >= 2,000 cases, every answer 4xx/2xx JSON.
-    /rl/episode renders a whole episode per valid case (up to ~2 s): 12 cases of it."""
+    /rl/episode renders a whole episode per valid case (up to ~2 s): 12 cases of it. 150 cases per
+    operation and mode: 13 operations since the demo page's routes came (210 took 145 s)."""
     from bench.serve import fuzz
 
     url, _ = server
@@ -209,7 +210,7 @@ def test_property_based_fuzz_of_the_openapi_schema_gets_no_5xx(server) -> None:
         if response.status_code >= 400 and "detail" not in (response.json() if _is_json(response) else {}):
             not_json.append(f"{response.status_code} {response.text[:200]}")
 
-    result = fuzz(url, cases_per_operation=210, seed=11, on_case=json_answer, cases_for={"/rl/episode": 12})
+    result = fuzz(url, cases_per_operation=150, seed=11, on_case=json_answer, cases_for={"/rl/episode": 12})
     assert result["cases"] >= 2000, result["by_status"]
     assert result["server_errors"] == 0, result["first_server_errors"]
     assert not not_json, not_json[:5]

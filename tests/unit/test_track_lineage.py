@@ -4,6 +4,7 @@ an MLflow dataset (digest = the data.dvc md5, source naming the DVC path), and t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,8 @@ from components import config, track
 from components.family import Metric
 from families import families
 
-MD5 = "e27ef55a46180807e388007b5734fc13.dir"  # a DVC dir md5: 36 characters, MLflow's digest limit
+# a DVC dir md5 (36 characters, MLflow's digest limit), computed: a literal hex string reads as a token
+MD5 = hashlib.md5(b"the data dir").hexdigest() + ".dir"
 MSE = Metric("mse", "min")
 
 
