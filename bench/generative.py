@@ -9,6 +9,13 @@ autoencoder trained on nine classes flags the tenth. Each section uses the libra
 `evaluate.evaluate`) in this process, so a regression in the library shows up here.
 
     python -m bench.generative [--quick] [--only ae|fid|pretrain|anomaly] [--threads N]
+    python -m bench.generative --only ddpm [--ddpm-epochs N] [--ddpm-channels C]
+
+`--only ddpm` (not part of the default run) is the diffusion comparison: on the default profile's
+prepared data (5,000 training images), VAE, DCGAN, conditional DCGAN and DDPM trained with the
+library's loops, FID on the same 2,000 samples each, sampling time per image, the DDPM at DDIM steps
+10/25/50, classifier confidence and the conditional models' per-class accuracy; it writes
+bench/results/generative_ddpm.json.
 
 Prints Markdown and writes bench/results/generative.json (the lead merges it into BENCHMARKS.md).
 `--quick` trains on 5,000 images for 2 epochs (a smoke test of this script, minutes; numbers
@@ -322,6 +329,99 @@ def render_anomaly(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- section ddpm: diffusion vs VAE/DCGAN
+DDPM_STEPS = (10, 25, 50)
+
+
+def ddpm_rows(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], int]]:
+    """(label, hparams, epochs): the default profile's VAE/DCGAN (4 epochs, batch 32), the cGAN, the DDPM."""
+    ddpm = {"model": "ddpm", "channels": args.ddpm_channels, "batch_size": 64, "sample_steps": DDPM_STEPS[0],
+            "fid_samples": 500, "lr": args.ddpm_lr}
+    return [("VAE", {"model": "vae", "batch_size": 32, "fid_samples": 1000}, 4),
+            ("DCGAN", {"model": "dcgan", "batch_size": 32, "fid_samples": 1000}, 4),
+            ("cDCGAN", {"model": "dcgan", "batch_size": 32, "fid_samples": 1000, "conditional": True}, 4),
+            ("DDPM (CFG)", ddpm, args.ddpm_epochs)]
+
+
+def run_ddpm(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from components import config as qconfig
+    from families.generative import fid
+
+    prep_params = qconfig.load(REPO_ROOT).task("generative", "fashion-mnist").prepare
+    prepared = work / "fashion-mnist"
+    prepared.mkdir(parents=True)
+    raw = RAW_DIR if RAW_DIR.is_dir() else work / "raw"
+    if raw != RAW_DIR:
+        data.ingest(raw, SEED)
+    data.prepare("fashion-mnist", prep_params, raw, prepared, SEED)
+    s = Settings(quick=False, threads=args.threads, train_size=None, epochs_scale=1.0, gan_epochs=4, fid_samples=2000,
+                 classifier_epochs=1, anomaly_classes=(), anomaly_epochs=0)
+    rows = {}
+    for label, hp, epochs in ddpm_rows(args):
+        out = work / "ddpm" / label.replace(" ", "_")
+        history, wall = train_model(prepared, "fashion-mnist", hp, epochs, out, s)
+        params = {"fid_samples": 2000, "seed": 0, "cond_samples_per_class": 100}
+        metrics = evaluate.evaluate(out, prepared, work / "plots" / label.replace(" ", "_"), params)
+        row = {"hparams": hp, "epochs": epochs, "wall_s": wall,
+               "epoch_s": float(np.median([h["epoch_time_s"] for h in history])),
+               "val_fid_per_epoch": [h["val_fid"] for h in history], **metrics}
+        if hp["model"] == "ddpm":  # FID and time at more DDIM steps, same 2,000 seeds
+            model, _ = evaluate.load_model(out)
+            ref = fid.FidReference(classifier.load_classifier(prepared), image_dataset(prepared, "val").tensors[0])
+            row["by_steps"] = {}
+            for steps in DDPM_STEPS:
+                t0 = time.perf_counter()
+                images = models.sample(model, 2000, torch.Generator().manual_seed(0), steps=steps)
+                dt_s = (time.perf_counter() - t0) / 2000
+                row["by_steps"][str(steps)] = {"val_fid": ref.fid(images), "sample_s_per_image": dt_s,
+                                               "gen_confidence_mean": fid.confidence(ref.classifier, images)}
+                log.info("DDPM %d steps: val FID %.2f, %.4f s/image", steps, row["by_steps"][str(steps)]["val_fid"], dt_s)
+        rows[label] = row
+        log.info("%s: %d epochs, %.1f s/epoch, val FID %.2f, %.5f s/image", label, epochs, row["epoch_s"],
+                 metrics["val_fid"], metrics["sample_s_per_image"])
+    return {"rows": rows, "prepare": prep_params, "fid_samples": 2000}
+
+
+def render_ddpm(res: dict[str, Any]) -> str:
+    lines = [f"## Diffusion beside the VAE and DCGAN (FID, {classifier.FEATURES} features, 2,000 samples)", "",
+             "Default profile data (5,000 training images), plain launcher, 1 thread. FID vs val and test on the same "
+             "number of samples for every model; sampling time = wall time of `models.sample` for the 2,000 / 2,000.",
+             "", "| model | epochs | s/epoch | val FID | test FID | s/image | classifier confidence | cond. accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, r in res["rows"].items():
+        cond = f"{r['cond_accuracy']:.3f}" if "cond_accuracy" in r else "–"
+        steps = f" (DDIM {int(r['sample_steps'])})" if "sample_steps" in r else ""
+        lines.append(f"| {label}{steps} | {r['epochs']} | {r['epoch_s']:.1f} | {r['val_fid']:.2f} | {r['test_fid']:.2f} | "
+                     f"{r['sample_s_per_image']:.5f} | {r['gen_confidence_mean']:.3f} | {cond} |")
+        for steps, b in r.get("by_steps", {}).items():
+            lines.append(f"| {label} (DDIM {steps}) | | | {b['val_fid']:.2f} | | {b['sample_s_per_image']:.5f} | "
+                         f"{b['gen_confidence_mean']:.3f} | |")
+    any_row = next(iter(res["rows"].values()))
+    lines.append(f"| held-out real images | | | {any_row['val_fid_real_heldout']:.2f} | | | | |")
+    for label, r in res["rows"].items():
+        if "cond_accuracy" in r:
+            lines += ["", f"{label} per-class accuracy of generated images: " + ", ".join(
+                f"{data.CLASSES[k]} {r[f'cond_accuracy_class_{k}']:.2f}" for k in range(10))]
+    return "\n".join(lines)
+
+
+def main_ddpm(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    torch.set_num_threads(args.threads)
+    out_file = RESULTS / "generative_ddpm.json"
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="quartet-bench-ddpm-") as tmp:
+        res = run_ddpm(args, Path(tmp))
+        res = without_path(res, Path(tmp), "<bench tmp dir>")
+    res["run"] = {"command": "python -m bench.generative " + " ".join(sys.argv[1:] if argv is None else argv),
+                  "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "threads": args.threads,
+                  "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, torch {torch.__version__}",
+                  "total_s": time.perf_counter() - t_all}
+    write_json(out_file, res)
+    print("\n" + render_ddpm(res) + "\n", flush=True)
+    log.info("wrote %s (%.0f s)", out_file, time.perf_counter() - t_all)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def write_results(out_file: Path, results: dict[str, Any]) -> None:
     """Merge into the results file, re-read just before writing: sections run by other invocations
@@ -341,7 +441,11 @@ def without_path(results: dict[str, Any], path: Path, label: str) -> dict[str, A
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.generative", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="5,000 images, 2 epochs: a smoke test of the script")
-    p.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)")
+    p.add_argument("--only", choices=(*SECTIONS, "ddpm"), action="append",
+                   help="run only these sections (repeatable); ddpm: the diffusion comparison, alone")
+    p.add_argument("--ddpm-epochs", type=int, default=8, help="ddpm section: DDPM epochs")
+    p.add_argument("--ddpm-channels", type=int, default=16, help="ddpm section: U-Net channels")
+    p.add_argument("--ddpm-lr", type=float, default=1e-3, help="ddpm section: DDPM learning rate")
     p.add_argument("--threads", type=int, default=1, help="torch threads per loop")
     p.add_argument("--gan-epochs", type=int, help="DCGAN epochs (default 10; the book trains 50)")
     p.add_argument("--anomaly-classes", help="comma-separated held-out classes (default all ten; quick 1,5)")
@@ -351,6 +455,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.only and "ddpm" in args.only:
+        if args.only != ["ddpm"]:
+            raise SystemExit("--only ddpm runs alone")
+        return main_ddpm(args, argv)
     s = make_settings(args)
     torch.set_num_threads(s.threads)
     todo = args.only or list(SECTIONS)

@@ -1,12 +1,13 @@
-"""The generative family (book ch. 17): autoencoders, the VAE and the DCGAN on Fashion-MNIST.
+"""The generative family (book ch. 17): autoencoders, the VAE, the DCGAN and a DDPM on Fashion-MNIST.
 
-Two tasks, two registered models: `fashion-mnist` (a generator: vae or dcgan, tuned and promoted
-on FID) and `fashion-mnist-autoencoder` (any model that reconstructs, on reconstruction MSE).
+Two tasks, two registered models: `fashion-mnist` (a generator: vae, dcgan (optionally the
+conditional cGAN) or ddpm (diffusion with classifier-free guidance), tuned and promoted on FID) and `fashion-mnist-autoencoder` (any model that reconstructs, on reconstruction MSE).
 POST /generative/reconstruct with task "fashion-mnist" is answered by the autoencoder champion
 (Route.task_map).
 
 Modules by stage: data (ingest, prepare), classifier (the FID feature extractor prepare trains),
-fid (the distance), models (the zoo), train (datasets, losses, the loops), evaluate, serve.
+fid (the distance), models (the zoo), diffusion (the DDPM's schedule, U-Net and samplers), train
+(datasets, losses, the loops), evaluate, serve.
 """
 
 from pathlib import Path
@@ -37,8 +38,9 @@ FAMILY = Family(
     test_set_keys=("image_shape", "classes", "fid_features"),
     demo_panel=Path(__file__).with_name("demo.js"),
     intended_use={
-        GENERATOR_TASK: "Sampling 28x28 grey-scale Fashion-MNIST-like clothing images (the book's VAE and DCGAN); "
-                        "judged by FID on the features of the pipeline's own Fashion-MNIST classifier.",
+        GENERATOR_TASK: "Sampling 28x28 grey-scale Fashion-MNIST-like clothing images (the book's VAE, DCGAN and "
+                        "DDPM), of a chosen class when the model is conditional; judged by FID on the features of "
+                        "the pipeline's own Fashion-MNIST classifier.",
         AUTOENCODER_TASK: "Reconstructing (compressing and decoding) 28x28 Fashion-MNIST images; judged by "
                           "reconstruction MSE on the test split.",
     },

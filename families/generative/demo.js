@@ -1,10 +1,12 @@
-// The generative family's demo panel: a seeded grid of samples (POST /generative/sample) and a
+// The generative family's demo panel: a seeded grid of samples (POST /generative/sample, with an
+// optional class for a conditional champion and DDIM steps for a diffusion one) and a
 // drawing / upload box whose 28x28 image the autoencoder reconstructs and scores
 // (POST /generative/reconstruct). White on black, like Fashion-MNIST.
 "use strict";
 (() => {
   const { el, postJSON, showError, clearError, busy, b64png } = window.quartet;
-  const SIDE = 28, CANVAS = 280, MAX_IMAGES = 64;
+  const SIDE = 28, CANVAS = 280, MAX_IMAGES = 64, MAX_STEPS = 1000;
+  const CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
   /** A 28x28 grey image (rows of floats in [0, 1]) drawn on a canvas scaled `scale` times. */
   function imageCanvas(rows, testid, scale = 4) {
@@ -50,13 +52,19 @@
     const task = samplers.length > 1 ? el("select", { testid: "gen-task" }, samplers.map(t => el("option", { value: t }, t))) : null;
     const seed = el("input", { type: "number", testid: "gen-seed", min: 0, value: "0" });
     const n = el("input", { type: "number", testid: "gen-n", min: 1, max: MAX_IMAGES, value: "16" });
+    const label = el("select", { testid: "gen-label" },
+      [el("option", { value: "" }, "any (unconditional)"), ...CLASSES.map((c, k) => el("option", { value: String(k) }, `${k} ${c}`))]);
+    const steps = el("input", { type: "number", testid: "gen-steps", min: 1, max: MAX_STEPS, placeholder: "model's", style: { width: "6em" } });
+    const used = el("div", { class: "muted", testid: "gen-used" });
     const sample = el("button", { class: "primary", testid: "gen-run" }, "Sample");
     const grid = el("div", { testid: "gen-grid", style: { display: "grid", gridTemplateColumns: "repeat(8, 58px)", gap: "4px", marginTop: "8px" } });
     sampleBox.append(el("h3", {}, "Samples"),
-      el("p", { class: "hint" }, "The generator's images for a seed (the same seed gives the same images). Click one to copy it into the drawing box."),
+      el("p", { class: "hint" }, "The generator's images for a seed (the same seed gives the same images). Click one to copy it into the drawing box. " +
+                               "A class needs a conditional model; steps (DDIM) apply to a diffusion model and are ignored by the VAE and DCGAN."),
       el("div", { class: "row" }, task ? el("label", {}, "task", task) : null, el("label", {}, "seed", seed),
-         el("label", {}, `images (1..${MAX_IMAGES})`, n), sample),
-      grid);
+         el("label", {}, `images (1..${MAX_IMAGES})`, n), el("label", {}, "class", label),
+         el("label", {}, `steps (1..${MAX_STEPS})`, steps), sample),
+      grid, used);
 
     // -- draw / upload / reconstruct
     const reconBox = el("div", {});
@@ -118,9 +126,13 @@
 
     sample.addEventListener("click", () => busy(sample, sampleBox, async () => {
       clearError(sampleBox);
-      const res = await postJSON("/generative/sample", { task: task ? task.value : samplers[0] || ctx.tasks[0],
-                                                         n: Number(n.value), seed: Number(seed.value) });
-      if (res.status !== 200) { showError(sampleBox, res); return; }
+      const body = { task: task ? task.value : samplers[0] || ctx.tasks[0], n: Number(n.value), seed: Number(seed.value) };
+      if (label.value !== "") body.label = Number(label.value);
+      if (steps.value !== "") body.steps = Number(steps.value);
+      const res = await postJSON("/generative/sample", body);
+      if (res.status !== 200) { showError(sampleBox, res); used.textContent = ""; return; }
+      used.textContent = [res.body.label_name != null ? `class: ${res.body.label_name}` : "class: any",
+                          res.body.steps != null ? `DDIM steps: ${res.body.steps}` : "one-pass generator (no steps)"].join(" · ");
       grid.replaceChildren(...res.body.images.map((b, i) => el("img", { src: b64png(b), class: "pixel", width: 56, height: 56,
         alt: `sample ${i}`, title: `seed ${seed.value}, image ${i} (model v${res.body.model_version ?? "?"})`,
         style: { background: "#000", cursor: "pointer" } })));

@@ -3,7 +3,14 @@
 Autoencoder task: val/test reconstruction MSE (per class too) and a reconstruction grid. Generator
 task: FID against the val and test splits, beside two anchors that say what the numbers mean (a
 held-out real sample: the floor; uniform noise: the ceiling), the classifier's test accuracy,
-the class histogram of the samples (mode collapse), sample and interpolation grids.
+the class histogram of the samples (mode collapse), sample and interpolation grids; for every
+generator the classifier's mean confidence on its samples (`gen_confidence_mean`) and the sampling
+time per image (`sample_s_per_image`, the wall time of `models.sample` for the FID batch / n); for
+a conditional one (cGAN, conditional DDPM) `cond_accuracy`: how often an image generated for class
+k is classified as k (`cond_samples_per_class` per class), per class too, and `cond_samples.png`.
+
+Params (evaluate.*): fid_samples (2000), seed (0), n_grid, interpolation_steps (8),
+cond_samples_per_class (100), sample_steps (a diffusion model's DDIM steps; default its own).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +29,9 @@ from components.modeldir import load_model as load_model_with
 from components.data import read_json
 from families.generative import fid, models
 from families.generative.classifier import FEATURES, load_classifier
-from families.generative.data import GENERATOR_TASK
+from families.generative.data import AUTOENCODER_TASK, GENERATOR_TASK
 from families.generative.train import image_dataset
+from families.generative.uses import autoencoder_uses
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,8 @@ def evaluate(model_dir: Path, prepared_dir: Path, plots_dir: Path, params: dict[
         with torch.no_grad():
             recon = models.reconstruct(model, val_x[:n]).clamp(0, 1)
         (plots_dir / "reconstructions.png").write_bytes(png_grid(torch.cat([val_x[:n], recon]), cols=n))
+        if config["task"] == AUTOENCODER_TASK:  # judged by what it is for (uses.py), beside its MSE
+            metrics.update(autoencoder_uses(model, config["hparams"], Path(prepared_dir), plots_dir, params.get("uses")))
     if config["task"] == GENERATOR_TASK:
         metrics.update(evaluate_generator(model, Path(prepared_dir), plots_dir, params, info, val_x, test_x))
     return metrics
@@ -105,10 +116,14 @@ def evaluate_generator(
 ) -> dict[str, float]:
     n = min(int(params.get("fid_samples", 2000)), len(test_x))
     seed = int(params.get("seed", 0))
+    steps = params.get("sample_steps")
+    steps = None if steps is None or models.max_steps(model) is None else int(steps)
     classifier = load_classifier(prepared_dir)
     val_stats = fid.stats(fid.features(classifier, val_x))
     test_stats = fid.stats(fid.features(classifier, test_x))
-    generated = models.sample(model, n, torch.Generator().manual_seed(seed))
+    t0 = time.perf_counter()
+    generated = models.sample(model, n, torch.Generator().manual_seed(seed), steps=steps)
+    sample_s = time.perf_counter() - t0
     gen_stats = fid.stats(fid.features(classifier, generated))
     noise = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed + 1))
     heldout = test_x[torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed + 2))[:n]]
@@ -119,7 +134,11 @@ def evaluate_generator(
         "val_fid_noise": fid.frechet(fid.stats(fid.features(classifier, noise)), val_stats),
         "fid_samples": float(n),
         "classifier_test_accuracy": float(info.get("fid_classifier", {}).get("test_accuracy", float("nan"))),
+        "gen_confidence_mean": fid.confidence(classifier, generated),
+        "sample_s_per_image": sample_s / max(n, 1),
     }
+    if models.max_steps(model) is not None:
+        out["sample_steps"] = float(steps if steps is not None else model.sample_steps)
     fractions = fid.class_histogram(classifier, generated)
     out.update({f"gen_class_frac_{k}": float(f) for k, f in enumerate(fractions)})
     out["gen_class_entropy"] = fid.normalised_entropy(fractions)
@@ -134,6 +153,29 @@ def evaluate_generator(
     steps = int(params.get("interpolation_steps", 8))
     (plots_dir / "interpolation.png").write_bytes(
         png_grid(models.interpolate(model, 5, steps, torch.Generator().manual_seed(seed + 3)), cols=steps))
-    log.info("FID (%s features, %d samples): val %.3f, test %.3f; held-out real %.3f, uniform noise %.1f",
-             FEATURES, n, out["val_fid"], out["test_fid"], out["val_fid_real_heldout"], out["val_fid_noise"])
+    if models.is_conditional(model):
+        per_class = int(params.get("cond_samples_per_class", 100))
+        out.update(conditional_accuracy(model, classifier, per_class, seed + 4, steps, plots_dir, classes))
+    log.info("FID (%s features, %d samples): val %.3f, test %.3f; held-out real %.3f, uniform noise %.1f; "
+             "%.4f s/image", FEATURES, n, out["val_fid"], out["test_fid"], out["val_fid_real_heldout"],
+             out["val_fid_noise"], out["sample_s_per_image"])
+    return out
+
+
+def conditional_accuracy(model: torch.nn.Module, classifier: torch.nn.Module, per_class: int, seed: int,
+                         steps: int | None, plots_dir: Path, classes: list[str]) -> dict[str, float]:
+    """`per_class` images generated for each class k (one seeded call): the fraction the FID
+    classifier calls k (overall and per class), its mean confidence on them, and a grid
+    `cond_samples.png` with one row per class (the first 10 of each)."""
+    labels = torch.arange(10).repeat_interleave(per_class)
+    images = models.sample(model, len(labels), torch.Generator().manual_seed(seed), steps=steps, labels=labels)
+    hits = fid.predicted(classifier, images) == labels
+    out = {"cond_accuracy": float(hits.float().mean()), "cond_samples_per_class": float(per_class),
+           "cond_confidence_mean": fid.confidence(classifier, images)}
+    out.update({f"cond_accuracy_class_{k}": float(hits[labels == k].float().mean()) for k in range(10)})
+    cols = min(10, per_class)
+    grid = images.view(10, per_class, 1, 28, 28)[:, :cols].reshape(-1, 1, 28, 28)
+    (plots_dir / "cond_samples.png").write_bytes(png_grid(grid, cols=cols))
+    log.info("conditional: %d per class, accuracy %.3f (%s)", per_class, out["cond_accuracy"],
+             ", ".join(f"{classes[k]} {out[f'cond_accuracy_class_{k}']:.2f}" for k in range(10)))
     return out

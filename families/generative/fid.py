@@ -75,6 +75,18 @@ def class_histogram(classifier: Classifier, images: torch.Tensor) -> np.ndarray:
     return counts / max(1, counts.sum())
 
 
+def predicted(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """The classifier's class for each image (int64)."""
+    return predict_classes(classifier, images).long()
+
+
+def confidence(classifier: Classifier, images: torch.Tensor) -> float:
+    """Mean max-softmax of the classifier on `images`: how sure it is each one is some garment."""
+    device = next(classifier.parameters()).device
+    probs = batched(lambda b: torch.softmax(classifier(b.to(device)), 1).amax(1).cpu(), images)
+    return float(probs.double().mean()) if len(probs) else float("nan")
+
+
 def normalised_entropy(fractions: np.ndarray) -> float:
     """Entropy / log(10): 1 for a uniform class histogram, 0 when every sample is one class."""
     p = fractions[fractions > 0]

@@ -1,4 +1,4 @@
-"""The generative zoo (book ch. 17, ml3 variants): autoencoders, the VAE and the DCGAN.
+"""The generative zoo (book ch. 17, ml3 variants): autoencoders, the VAE, the DCGAN and a DDPM.
 
 Conventions (ml3): ReLU hidden layers, a linear output, MSE on pixels in [0, 1]. Every
 autoencoder's `forward(x)` returns `(reconstruction, penalty)`: the penalty is the model's own
@@ -7,10 +7,15 @@ regulariser (sparsity, the VAE's KL term; 0 for the others), so the loss is alwa
 Images are (batch, 1, 28, 28) everywhere.
 
 The DCGAN is a container of a generator and a discriminator; its own loop lives in train.py.
+With `conditional: true` it is the book's cGAN: a label embedding joins G's codings and D's image.
+The DDPM (`ddpm`, diffusion.py) is a U-Net noise predictor; `conditional: true` adds a class
+embedding trained with classifier-free guidance. `sample(model, n, generator, steps, labels)` is
+the one sampling path of validation, evaluate and serving; `is_conditional(model)` says whether a
+model honours labels.
 
 Which model does which task is declared once, in its ModelSpec's `tasks`: the generator task
-(`fashion-mnist`, judged on FID) takes the models that can sample new images (vae, dcgan); the
-autoencoder task takes every model that reconstructs (all but dcgan).
+(`fashion-mnist`, judged on FID) takes the models that can sample new images (vae, dcgan, ddpm);
+the autoencoder task takes every model that reconstructs (all but dcgan and ddpm).
 
 New model: write the nn.Module, its hparams class and its ModelSpec in MODELS (constructor,
 default search space, tasks).
@@ -23,14 +28,16 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
 from components.family import ModelSpec, zoo
+from families.generative import diffusion
 from families.generative.data import AUTOENCODER_TASK, GENERATOR_TASK
 
 SIDE = 28
 PIXELS = SIDE * SIDE
+LABEL_DIM = 10  # the cGAN generator's label embedding
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -107,7 +114,52 @@ class DCGANHParams(HParams):
     codings: int = Field(100, gt=0, le=1024, description="latent size (the book's: 100)")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both optimisers")
     d_dropout: float = Field(0.4, ge=0, lt=1, description="discriminator dropout")
+    conditional: bool = Field(False, description="cGAN (the book's answers): a label embedding joins G's codings "
+                                                 "and D's image; unlabelled sampling draws labels uniformly")
     fid_samples: int = fid_samples_field()
+
+
+class DDPMHParams(HParams):
+    """ddpm: a small U-Net eps-predictor (diffusion.py), trained in the supervised loop."""
+
+    lr: float = Field(1e-3, gt=0, lt=1)
+    batch_size: int = Field(64, gt=0, le=4096)
+    init: Literal["glorot", "torch"] = Field("torch", description="torch: PyTorch's defaults (the U-Net's usual init)")
+    timesteps: int = Field(1000, ge=2, le=4000, description="T, the diffusion chain's length (DDPM: 1000)")
+    schedule: Literal["linear", "cosine"] = Field("linear", description="linear betas (DDPM, scaled by 1000/T) or cosine")
+    channels: int = Field(32, ge=4, le=256, description="U-Net width at 28x28 (2x at 14x14 and 7x7)")
+    sample_steps: int = Field(25, ge=1, le=4000, description="DDIM steps for validation FID and default serving (<= T)")
+    eta: float = Field(0.0, ge=0, le=1, description="DDIM noise: 0 deterministic, 1 = DDPM's ancestral sampler")
+    conditional: bool = Field(True, description="a class embedding trained with classifier-free guidance")
+    p_uncond: float = Field(0.1, ge=0, le=1, description="training: probability a label is dropped to 'no label'")
+    guidance: float = Field(2.0, ge=0, le=20, description="CFG weight w: eps_u + w (eps_c - eps_u); 1 = plain conditional")
+    clip_norm: float | None = Field(1.0, gt=0, description="gradient clipping (None: off)")
+    fid_samples: int = Field(500, ge=16, le=20000, description="generated images per validation FID")
+
+    @field_validator("sample_steps")
+    @classmethod
+    def _steps_within_chain(cls, v: int, info: ValidationInfo) -> int:
+        T = info.data.get("timesteps")
+        if T is not None and v > T:
+            raise ValueError(f"sample_steps {v} exceeds timesteps (T = {T})")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_even(cls, v: int) -> int:
+        if v % 4:
+            raise ValueError(f"channels must be a multiple of 4 (GroupNorm), got {v}")
+        return v
+
+    @field_validator("p_uncond")
+    @classmethod
+    def _uncond_trained(cls, v: float, info: ValidationInfo) -> float:
+        if info.data.get("conditional") and v <= 0:
+            raise ValueError("a conditional ddpm needs p_uncond > 0 (its 'no label' embedding serves unlabelled "
+                             "sampling and guidance)")
+        if info.data.get("conditional") and v >= 1:
+            raise ValueError("p_uncond 1 never trains the labels: use conditional: false")
+        return v
 
 
 # ----------------------------------------------------------------------------- autoencoders
@@ -270,46 +322,80 @@ class VAE(Autoencoder):
 
 # ----------------------------------------------------------------------------- DCGAN
 class Generator(nn.Module):
-    """ml3 [104]: z (100) -> Dense 7*7*128 -> BN -> ConvT 64 (5, s2) ReLU -> BN -> ConvT 1 (5, s2) tanh."""
+    """ml3 [104]: z (100) -> Dense 7*7*128 -> BN -> ConvT 64 (5, s2) ReLU -> BN -> ConvT 1 (5, s2) tanh.
+    Conditional (cGAN): z is concatenated with a learnt 10-d embedding of the label."""
 
-    def __init__(self, codings: int = 100) -> None:
+    def __init__(self, codings: int = 100, conditional: bool = False) -> None:
         super().__init__()
+        self.label = nn.Embedding(diffusion.NUM_CLASSES, LABEL_DIM) if conditional else None
         self.net = nn.Sequential(
-            nn.Linear(codings, 7 * 7 * 128), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128),
+            nn.Linear(codings + (LABEL_DIM if conditional else 0), 7 * 7 * 128), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128),
             nn.ConvTranspose2d(128, 64, 5, stride=2, padding=2, output_padding=1), nn.ReLU(), nn.BatchNorm2d(64),
             nn.ConvTranspose2d(64, 1, 5, stride=2, padding=2, output_padding=1), nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label is not None:
+            z = torch.cat([z, self.label(_need_labels(labels))], 1)
         return self.net(z)
 
 
-class Discriminator(nn.Module):
-    """ml3 [104]: Conv 64 (5, s2) LeakyReLU .2 -> Dropout -> Conv 128 (5, s2) LeakyReLU -> Dropout -> 1 logit."""
+def _need_labels(labels: torch.Tensor | None) -> torch.Tensor:
+    if labels is None:
+        raise ValueError("a conditional net needs labels")
+    return labels
 
-    def __init__(self, dropout: float = 0.4) -> None:
+
+class Discriminator(nn.Module):
+    """ml3 [104]: Conv 64 (5, s2) LeakyReLU .2 -> Dropout -> Conv 128 (5, s2) LeakyReLU -> Dropout -> 1 logit.
+    Conditional (cGAN): a learnt 28x28 map of the label is a second input channel."""
+
+    def __init__(self, dropout: float = 0.4, conditional: bool = False) -> None:
         super().__init__()
+        self.label = nn.Embedding(diffusion.NUM_CLASSES, PIXELS) if conditional else None
         self.net = nn.Sequential(
-            nn.Conv2d(1, 64, 5, stride=2, padding=2), nn.LeakyReLU(0.2), nn.Dropout(dropout),
+            nn.Conv2d(2 if conditional else 1, 64, 5, stride=2, padding=2), nn.LeakyReLU(0.2), nn.Dropout(dropout),
             nn.Conv2d(64, 128, 5, stride=2, padding=2), nn.LeakyReLU(0.2), nn.Dropout(dropout),
             nn.Flatten(), nn.Linear(7 * 7 * 128, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.label is not None:
+            x = torch.cat([x, self.label(_need_labels(labels)).view(-1, 1, SIDE, SIDE)], 1)
         return self.net(x).squeeze(1)  # a logit (BCEWithLogits instead of the book's sigmoid + BCE)
 
 
 class DCGAN(nn.Module):
     """Both nets in one module, so one state_dict (weights.pt) holds the whole GAN."""
 
-    def __init__(self, codings: int = 100, d_dropout: float = 0.4) -> None:
+    def __init__(self, codings: int = 100, d_dropout: float = 0.4, conditional: bool = False) -> None:
         super().__init__()
-        self.codings = codings
-        self.generator = Generator(codings)
-        self.discriminator = Discriminator(d_dropout)
+        self.codings, self.conditional = codings, conditional
+        self.generator = Generator(codings, conditional)
+        self.discriminator = Discriminator(d_dropout, conditional)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(z, labels)
+
+
+# ----------------------------------------------------------------------------- DDPM
+class DDPM(nn.Module):
+    """The U-Net noise predictor plus what sampling needs from the hparams (T, schedule, DDIM steps,
+    eta, guidance). The schedule is rebuilt from hparams, never stored in the weights."""
+
+    def __init__(self, channels: int = 32, timesteps: int = 1000, schedule: str = "linear", conditional: bool = True,
+                 sample_steps: int = 25, eta: float = 0.0, guidance: float = 2.0) -> None:
+        super().__init__()
+        self.net = diffusion.UNet(channels, diffusion.NUM_CLASSES if conditional else 0)
+        self.timesteps, self.schedule_kind, self.conditional = timesteps, schedule, conditional
+        self.sample_steps, self.eta, self.guidance = sample_steps, eta, guidance
+
+    @property
+    def schedule(self) -> diffusion.Schedule:
+        return diffusion.schedule(self.timesteps, self.schedule_kind)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, t, labels)
 
 
 # ----------------------------------------------------------------------------- the zoo
@@ -361,7 +447,12 @@ def _vae(hp: dict[str, Any]) -> nn.Module:
 
 
 def _dcgan(hp: dict[str, Any]) -> nn.Module:
-    return DCGAN(hp["codings"], hp["d_dropout"])
+    return DCGAN(hp["codings"], hp["d_dropout"], bool(hp.get("conditional", False)))
+
+
+def _ddpm(hp: dict[str, Any]) -> nn.Module:
+    return DDPM(hp["channels"], hp["timesteps"], hp["schedule"], hp["conditional"], hp["sample_steps"], hp["eta"],
+                hp["guidance"])
 
 
 def _lr(low: float, high: float) -> dict[str, dict[str, Any]]:
@@ -387,6 +478,8 @@ MODELS = zoo(
     _spec("vae", VAEHParams, _vae, _lr(5e-4, 3e-3), BOTH, "variational autoencoder (ml3 [81]): reconstructs and samples"),
     _spec("dcgan", DCGANHParams, _dcgan, _lr(2e-4, 1e-3), (GENERATOR_TASK,),
           "DCGAN (ml3 [104]): samples new images, cannot reconstruct"),
+    _spec("ddpm", DDPMHParams, _ddpm, {**_lr(3e-4, 2e-3), "guidance": {"uniform": [1.0, 3.0]}}, (GENERATOR_TASK,),
+          "DDPM (3rd ed. ch. 17): U-Net noise predictor, DDIM sampling, classifier-free guidance"),
 )
 
 
@@ -413,29 +506,103 @@ def latent_size(model: nn.Module) -> int:
     return int(model.codings)
 
 
+def is_diffusion(model: nn.Module) -> bool:
+    return isinstance(model, DDPM)
+
+
+def is_conditional(model: nn.Module) -> bool:
+    """Whether `sample(..., labels=...)` honours labels (a cGAN, a conditional DDPM)."""
+    return bool(getattr(model, "conditional", False))
+
+
+def max_steps(model: nn.Module) -> int | None:
+    """The most sampling steps the model takes (its T), None for a one-pass generator."""
+    return int(model.timesteps) if is_diffusion(model) else None
+
+
+def _device(model: nn.Module, device: torch.device | None) -> torch.device:
+    return device if device is not None else next(model.parameters()).device
+
+
 @torch.no_grad()
-def decode_codings(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+def decode_codings(model: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Latent codes -> images in [0, 1] (the VAE's linear output is clipped; the GAN's tanh rescaled)."""
     if isinstance(model, DCGAN):
-        return (model.generator(z) + 1) / 2
+        return (model.generator(z, labels) + 1) / 2
     return model.decode(z).clamp(0.0, 1.0)
 
 
+def _labels_for(model: nn.Module, n: int, generator: torch.Generator,
+                labels: torch.Tensor | None) -> torch.Tensor | None:
+    """The labels a sample uses: as given (checked), uniform from the seed for an unlabelled cGAN,
+    None (the "no label" embedding) for an unlabelled DDPM or an unconditional model."""
+    if labels is not None:
+        if not is_conditional(model):
+            raise ValueError(f"this {type(model).__name__} is not conditional: it cannot honour labels")
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} images")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= diffusion.NUM_CLASSES):
+            raise ValueError(f"labels must lie in 0..{diffusion.NUM_CLASSES - 1}")
+        return labels
+    if isinstance(model, DCGAN) and model.conditional:
+        return torch.randint(0, diffusion.NUM_CLASSES, (n,), generator=generator)
+    return None
+
+
 @torch.no_grad()
-def sample(model: nn.Module, n: int, generator: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
-    """n new images in [0, 1] from z ~ N(0, I) drawn with `generator` (same seed, same images)."""
+def sample(model: nn.Module, n: int, generator: torch.Generator, device: torch.device | None = None,
+           steps: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """n new images in [0, 1], every random draw from `generator` (same seed, same images).
+
+    VAE/DCGAN: z ~ N(0, I) decoded (`steps` ignored). DDPM: DDIM with `steps` (default the model's
+    sample_steps, <= T) and its eta, guided by `labels` when given. `labels` (n ints in 0..9) only
+    for a conditional model; an unlabelled cGAN draws them uniformly from `generator`."""
+    if is_diffusion(model):
+        dev = _device(model, device)
+        steps = int(model.sample_steps if steps is None else steps)
+        lab = _labels_for(model, n, generator, labels)
+        x = diffusion.ddim_sample(diffusion.net_eps_fn(model.net), model.schedule, (n, 1, SIDE, SIDE), generator,
+                                  steps, eta=float(model.eta), labels=None if lab is None else lab.to(dev),
+                                  guidance=float(model.guidance), device=dev)
+        return ((x + 1) / 2).clamp(0.0, 1.0)
     z = torch.randn(n, latent_size(model), generator=generator)
-    return decode_codings(model, z.to(device) if device is not None else z)
+    lab = _labels_for(model, n, generator, labels)
+    if device is not None:
+        z, lab = z.to(device), None if lab is None else lab.to(device)
+    return decode_codings(model, z, lab)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of Gaussian noise (keeps its norm, so every point is a typical x_T)."""
+    a_f, b_f = a.flatten(1), b.flatten(1)
+    cos = (a_f * b_f).sum(1) / (a_f.norm(dim=1) * b_f.norm(dim=1)).clamp_min(1e-12)
+    theta = torch.arccos(cos.clamp(-1, 1))[:, None, None]
+    s = torch.sin(theta).clamp_min(1e-6)
+    out = (torch.sin((1 - t) * theta) / s) * a_f[:, None] + (torch.sin(t * theta) / s) * b_f[:, None]
+    return out
 
 
 @torch.no_grad()
 def interpolate(model: nn.Module, pairs: int, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """`pairs` rows of `steps` images, linear in latent space between two random codes."""
+    """`pairs` rows of `steps` images between two random codes: linear in latent space (VAE, GAN; a
+    cGAN keeps one label per row); for the DDPM, slerp between two x_T decoded by deterministic DDIM."""
+    if is_diffusion(model):
+        dev = next(model.parameters()).device
+        shape = (pairs, SIDE * SIDE)
+        a, b = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
+        x_T = slerp(a, b, torch.linspace(0, 1, steps)[None, :, None]).reshape(pairs * steps, 1, SIDE, SIDE)
+        sched, ts = model.schedule, diffusion.ddim_timesteps(model.timesteps, int(model.sample_steps))
+        x = diffusion.ddim_from(diffusion.net_eps_fn(model.net), sched, x_T.to(dev), ts)
+        return ((x + 1) / 2).clamp(0.0, 1.0)
     k = latent_size(model)
     a, b = torch.randn(pairs, k, generator=generator), torch.randn(pairs, k, generator=generator)
     t = torch.linspace(0, 1, steps)[None, :, None]
     z = (a[:, None] * (1 - t) + b[:, None] * t).reshape(pairs * steps, k)
-    return decode_codings(model, z)
+    labels = None
+    if is_conditional(model):
+        labels = torch.randint(0, diffusion.NUM_CLASSES, (pairs,), generator=generator).repeat_interleave(steps)
+    return decode_codings(model, z, labels)
 
 
 @torch.no_grad()

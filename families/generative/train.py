@@ -3,7 +3,12 @@
 - The autoencoders and the VAE train through `components.train.run_supervised`: "minimise a
   loss over batches", their regularisers living in the model's `forward`.
 - The DCGAN has its own loop (`train_gan`): two nets, two optimisers, one step of each per batch.
-  It reports, checkpoints and resumes through the same session API.
+  It reports, checkpoints and resumes through the same session API. A conditional DCGAN (cGAN)
+  feeds each real image's label to D and the same labels to G for the fakes.
+- The DDPM trains through `run_supervised` too, with its own loss (`ddpm_loss`: eps-prediction MSE
+  at a random step, labels dropped for classifier-free guidance) and validation (`validate_ddpm`:
+  the same loss on a fixed draw of val images, steps and noise, and val_fid through
+  `models.sample` with the model's `sample_steps`).
 
 `loop(config, session)` is the family's loop: it picks one of the two by the model.
 Validation on the generator task (`fashion-mnist`) adds `val_fid`: the FID of `fid_samples`
@@ -23,7 +28,7 @@ import torch
 from components.data import seeded_loader
 from components.session import Best, LoopConfig, Session
 from components.train import SupervisedSpec, epoch_lr, run_supervised, set_epoch
-from families.generative import fid, models
+from families.generative import diffusion, fid, models
 from families.generative.classifier import as_tensor, load_classifier
 from families.generative.data import GENERATOR_TASK, load_split
 
@@ -48,6 +53,15 @@ def loss(model: torch.nn.Module, batch: Any, hp: dict[str, Any]) -> torch.Tensor
     x = batch[0]
     recon, penalty = model(x)
     return torch.nn.functional.mse_loss(recon, x) + penalty
+
+
+def ddpm_loss(model: torch.nn.Module, batch: Any, hp: dict[str, Any]) -> torch.Tensor:
+    """The DDPM's training loss on one batch (pixels mapped to [-1, 1]; global RNG, seeded by the session).
+    `model` may be DDP-wrapped: only its forward is called."""
+    x, y = batch[0], batch[1]
+    sched = diffusion.schedule(int(hp["timesteps"]), str(hp["schedule"]))
+    labels = y.long() if hp["conditional"] else None
+    return diffusion.loss(model, sched, x * 2 - 1, labels, float(hp["p_uncond"]))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -77,6 +91,37 @@ def validate(
     return out
 
 
+DDPM_VAL_LOSS_IMAGES = 1000  # the val loss's images: enough for a steady curve, a fraction of an epoch's cost
+
+
+@torch.no_grad()
+def validate_ddpm(
+    model: torch.nn.Module, loader: Any, hp: dict[str, Any], info: dict[str, Any], fid_ref: fid.FidReference | None = None,
+) -> dict[str, float]:
+    """val_loss: the training loss on the first DDPM_VAL_LOSS_IMAGES val images with steps, noise
+    and label drops drawn from a fixed generator (so epochs compare); val_fid with `fid_ref`."""
+    gen = torch.Generator().manual_seed(VAL_FID_SEED)
+    sched = model.schedule
+    total, count = 0.0, 0
+    for x, y in loader:
+        if count >= DDPM_VAL_LOSS_IMAGES:
+            break
+        x, y = x[: DDPM_VAL_LOSS_IMAGES - count], y[: DDPM_VAL_LOSS_IMAGES - count]
+        device = x.device
+        t = torch.randint(0, sched.T, (len(x),), generator=gen).to(device)
+        eps = torch.randn(x.shape, generator=gen).to(device)
+        labels = None
+        if model.conditional:
+            labels = diffusion.drop_labels(y.long().cpu(), float(hp["p_uncond"]), model.net.null_label, gen).to(device)
+        pred = model(diffusion.q_sample(sched, x * 2 - 1, t, eps), t, labels)
+        total += float(torch.nn.functional.mse_loss(pred, eps, reduction="sum")) / x[0].numel()
+        count += len(x)
+    out = {"val_loss": total / max(count, 1)}
+    if fid_ref is not None:
+        out["val_fid"] = generated_fid(model, fid_ref, int(hp["fid_samples"]))
+    return out
+
+
 def generated_fid(model: torch.nn.Module, fid_ref: fid.FidReference, n: int) -> float:
     """The FID of n images sampled from the same codes every time (VAL_FID_SEED)."""
     device = next(model.parameters()).device
@@ -94,28 +139,32 @@ def fid_reference(prepared_dir: Path, device: torch.device, split: str = "val") 
 
 # ----------------------------------------------------------------------------- the loops
 def loop(config: LoopConfig, session: Session) -> list[dict[str, Any]]:
-    """The family's loop: the DCGAN's own, the supervised loop for every autoencoder."""
+    """The family's loop: the DCGAN's own, the supervised loop for every autoencoder and the DDPM."""
     if config.model == "dcgan":
         return train_gan(config, session)
     return run_supervised(config, session, supervised_spec(config, session))
 
 
 def supervised_spec(config: LoopConfig, session: Session) -> SupervisedSpec:
-    """The autoencoders' supervised loop; on the generator task (the VAE) validation adds val_fid."""
-    validate_fn = validate
+    """The supervised loop of the autoencoders and the DDPM; on the generator task validation adds val_fid."""
+    is_ddpm = config.model == "ddpm"
+    validate_fn = validate_ddpm if is_ddpm else validate
     if config.task == GENERATOR_TASK:
         # The model is built next, from the seeded RNG: the classifier's init draws must not move it.
         with torch.random.fork_rng(devices=[]):
             ref = fid_reference(config.prepared, session.device)
-        validate_fn = functools.partial(validate, fid_ref=ref)
-    return SupervisedSpec(build=models.build, datasets=datasets, loss=loss, validate=validate_fn)
+        validate_fn = functools.partial(validate_fn, fid_ref=ref)
+    return SupervisedSpec(build=models.build, datasets=datasets, loss=ddpm_loss if is_ddpm else loss,
+                          validate=validate_fn)
 
 
 def train_gan(config: LoopConfig, session: Session) -> list[dict[str, Any]]:
     """DCGAN (pytorch/examples dcgan style, the book's nets): per batch, one discriminator step on
     fake + real (labels 0/1), then one generator step through the discriminator (labels 1).
     Adam(lr, beta1) for both nets (the DCGAN paper's optimiser; the book uses RMSprop). The best
-    epoch is the one with the lowest val_fid; a checkpoint holds both optimisers."""
+    epoch is the one with the lowest val_fid; a checkpoint holds both optimisers. A cGAN gives D
+    each image's label (the fakes get the labels of the batch's reals, so both halves see the
+    same label mix) and G the same labels."""
     hp, device = config.hparams, session.device
     gan = models.build(hp)
     train_ds, _ = datasets(config.prepared, hp, config.info, config.max_train_samples)
@@ -147,19 +196,21 @@ def train_gan(config: LoopConfig, session: Session) -> list[dict[str, Any]]:
         G.train()
         D.train()
         d_total, g_total, count = 0.0, 0.0, 0
-        for x, _ in loader:
+        for x, y in loader:
             real = x.to(device) * 2 - 1  # tanh range
             b = len(real)
-            fake = G(torch.randn(b, gan.codings, device=device))
+            cls = y.to(device).long() if gan.conditional else None
+            both_cls = torch.cat([cls, cls]) if cls is not None else None
+            fake = G(torch.randn(b, gan.codings, device=device), cls)
             # 1. discriminator: fakes -> 0, reals -> 1
             opt_d.zero_grad(set_to_none=True)
             labels = torch.cat([torch.zeros(b, device=device), torch.ones(b, device=device)])
-            d_loss = bce(D(torch.cat([fake.detach(), real])), labels)
+            d_loss = bce(D(torch.cat([fake.detach(), real]), both_cls), labels)
             d_loss.backward()
             opt_d.step()
             # 2. generator: make the discriminator call the fakes real (only G's optimiser steps)
             opt_g.zero_grad(set_to_none=True)
-            g_loss = bce(D(fake), torch.ones(b, device=device))
+            g_loss = bce(D(fake, cls), torch.ones(b, device=device))
             g_loss.backward()
             opt_g.step()
             d_total, g_total, count = d_total + d_loss.item() * b, g_total + g_loss.item() * b, count + b

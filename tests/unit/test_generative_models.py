@@ -13,7 +13,8 @@ from families.generative import FAMILY, fid, models
 
 GEN, AE = "fashion-mnist", "fashion-mnist-autoencoder"
 REPO = Path(__file__).resolve().parents[2]
-AUTOENCODERS = [m for m in models.MODELS if m != "dcgan"]
+GENERATORS_ONLY = ("dcgan", "ddpm")
+AUTOENCODERS = [m for m in models.MODELS if m not in GENERATORS_ONLY]
 
 
 def validate(raw: dict, task: str | None = None) -> dict:
@@ -32,14 +33,15 @@ def test_every_autoencoder_reconstructs_28x28(name: str) -> None:
 
 
 def test_the_tasks_each_model_is_declared_for() -> None:
-    assert [m for m in models.MODELS if models.can_sample(m)] == ["vae", "dcgan"]
+    assert [m for m in models.MODELS if models.can_sample(m)] == ["vae", "dcgan", "ddpm"]
     assert [m for m in models.MODELS if models.can_reconstruct(m)] == AUTOENCODERS
     for name in AUTOENCODERS:
         assert validate({"model": name}, AE)["model"] == name
-    assert validate({"model": "vae"}, GEN)["model"] == "vae" and validate({"model": "dcgan"}, GEN)["model"] == "dcgan"
+    for name in ("vae", "dcgan", "ddpm"):
+        assert validate({"model": name}, GEN)["model"] == name
 
 
-@pytest.mark.parametrize("name, task", [("stacked", GEN), ("sparse_kl", GEN), ("dcgan", AE)])
+@pytest.mark.parametrize("name, task", [("stacked", GEN), ("sparse_kl", GEN), ("dcgan", AE), ("ddpm", AE)])
 def test_a_model_that_cannot_do_the_task_is_refused(name: str, task: str) -> None:
     with pytest.raises(ConfigError, match=rf"'{name}' cannot be trained for task '{task}'"):
         validate({"model": name}, task)
@@ -48,7 +50,7 @@ def test_a_model_that_cannot_do_the_task_is_refused(name: str, task: str) -> Non
 def test_book_coding_sizes_and_overrides() -> None:
     expected = {"stacked": 30, "tied": 30, "conv": 30, "denoising": 30, "sparse_l1": 300, "sparse_kl": 300,
                 "vae": 10, "dcgan": 100}
-    assert {m: validate({"model": m})["codings"] for m in models.MODELS} == expected
+    assert {m: validate({"model": m})["codings"] for m in models.MODELS if m != "ddpm"} == expected
     vae = validate({"model": "vae"})
     assert (vae["codings"], vae["hidden"]) == (10, 150)
     assert validate({"model": "vae", "hidden": 64})["hidden"] == 64
@@ -105,6 +107,25 @@ def test_dcgan_shapes_and_sampling_range() -> None:
     assert images.shape == (5, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
     grid = models.interpolate(gan, 2, 4, torch.Generator().manual_seed(2))
     assert grid.shape == (8, 1, 28, 28)
+
+
+def test_conditional_dcgan_takes_labels_and_the_plain_one_refuses_them() -> None:
+    torch.manual_seed(0)
+    cgan = models.build(validate({"model": "dcgan", "conditional": True})).eval()
+    assert models.is_conditional(cgan) and cgan.generator.label.num_embeddings == 10
+    assert cgan.discriminator(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])).shape == (4,)
+    a = models.sample(cgan, 4, torch.Generator().manual_seed(1), labels=torch.tensor([0, 0, 0, 0]))
+    b = models.sample(cgan, 4, torch.Generator().manual_seed(1), labels=torch.tensor([9, 9, 9, 9]))
+    assert not torch.equal(a, b)  # same codes, other label, other images
+    unlabelled = models.sample(cgan, 4, torch.Generator().manual_seed(1))  # labels drawn from the seed
+    assert torch.equal(unlabelled, models.sample(cgan, 4, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="labels must lie in 0..9"):
+        models.sample(cgan, 1, torch.Generator(), labels=torch.tensor([10]))
+    plain = models.build(validate({"model": "dcgan"})).eval()
+    assert not models.is_conditional(plain) and plain.generator.label is None
+    assert plain.discriminator.net[0].in_channels == 1  # the book's DCGAN unchanged
+    with pytest.raises(ValueError, match="not conditional"):
+        models.sample(plain, 2, torch.Generator(), labels=torch.tensor([1, 2]))
 
 
 def test_same_generator_seed_same_samples() -> None:

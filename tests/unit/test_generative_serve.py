@@ -101,3 +101,81 @@ def test_family_wiring() -> None:
     methods = {name for name in vars(serve.Predictor) if not name.startswith("_")}
     assert methods == {r.method for r in FAMILY.routes} == {"sample_batch", "reconstruct_batch"}
     assert FAMILY.metrics[GEN].val == "val_fid" and FAMILY.metrics[AE].test == "test_mse"
+
+
+# ----------------------------------------------------------------------------- steps and label (ddpm, cGAN)
+def model_dir(tmp_path: Path, name: str, **hp) -> Path:
+    """A freshly built (untrained) model dir: serving reads only config.json + weights.pt."""
+    import torch
+
+    from components.modeldir import save_model_dir
+    from families.generative import data, models
+
+    hparams = FAMILY.validate_hparams({"model": name, **hp}, GEN)
+    torch.manual_seed(0)
+    out = tmp_path / name
+    save_model_dir(out, {"family": "generative", "task": GEN, "model": name, "hparams": hparams,
+                         "info": {"classes": list(data.CLASSES)}}, models.build(hparams).state_dict())
+    return out
+
+
+TINY_DDPM = {"channels": 8, "timesteps": 30, "sample_steps": 3}
+
+
+def test_ddpm_steps_default_bounds_and_echo(tmp_path: Path) -> None:
+    predictor = serve.Predictor(model_dir(tmp_path, "ddpm", **TINY_DDPM))
+    example = serve.SampleRequest.model_validate(serve.input_example(tmp_path / "ddpm"))
+    default, two, again = predictor.sample_batch([example, serve.SampleRequest(task=GEN, n=2, steps=2),
+                                                  serve.SampleRequest(task=GEN, n=2, steps=2)])
+    assert default.steps == 3 and two.steps == 2 and default.label is None
+    assert two.images == again.images and two.images != default.images[:2]  # steps change the images
+    with pytest.raises(RequestError, match=r"steps: 31 exceeds this diffusion model's T = 30"):
+        predictor.sample_batch([serve.SampleRequest(task=GEN, n=1, steps=31)])
+    with pytest.raises(RequestError, match=r"n \* steps = 64 \* 60 exceeds"):
+        serve.Predictor(model_dir(tmp_path, "ddpm", channels=8)).sample_batch(
+            [serve.SampleRequest(task=GEN, n=64, steps=60)])
+    for bad in (0, serve.MAX_STEPS + 1):
+        with pytest.raises(ValidationError):
+            serve.SampleRequest(task=GEN, steps=bad)
+
+
+@pytest.mark.parametrize("label, index", [(7, 7), ("sneaker", 7), ("Sneaker", 7), ("ANKLE BOOT", 9),
+                                          ("t-shirt/top", 0), ("3", 3)])
+def test_labels_by_index_or_name(tmp_path: Path, label, index: int) -> None:
+    predictor = serve.Predictor(model_dir(tmp_path, "ddpm", **TINY_DDPM))
+    (resp,) = predictor.sample_batch([serve.SampleRequest(task=GEN, n=2, seed=1, label=label)])
+    assert (resp.label, resp.label_name) == (index, serve.CLASSES[index])
+    (by_index,) = predictor.sample_batch([serve.SampleRequest(task=GEN, n=2, seed=1, label=index)])
+    assert by_index.images == resp.images  # a name and its index are the same request
+    (unlabelled,) = predictor.sample_batch([serve.SampleRequest(task=GEN, n=2, seed=1)])
+    assert unlabelled.images != resp.images
+
+
+@pytest.mark.parametrize("label, message", [("sock", "unknown class 'sock'"), (10, "out of range 0..9"),
+                                            (-1, "out of range 0..9"), ("", "unknown class ''")])
+def test_bad_labels_are_422_listing_the_names(tmp_path: Path, label, message: str) -> None:
+    predictor = serve.Predictor(model_dir(tmp_path, "ddpm", **TINY_DDPM))
+    with pytest.raises(RequestError, match=message) as e:
+        predictor.sample_batch([serve.SampleRequest(task=GEN, n=1, label=label)])
+    assert "7='Sneaker'" in str(e.value)
+
+
+def test_label_types_are_strict() -> None:
+    for bad in (True, 7.5, [7], "x" * 41):
+        with pytest.raises(ValidationError):
+            serve.SampleRequest(task=GEN, label=bad)
+
+
+def test_label_for_an_unconditional_champion_and_steps_for_a_gan(tmp_path: Path) -> None:
+    plain = serve.Predictor(model_dir(tmp_path, "ddpm", conditional=False, **TINY_DDPM))
+    with pytest.raises(RequestError, match="label: this 'ddpm' model is not conditional"):
+        plain.sample_batch([serve.SampleRequest(task=GEN, n=1, label="bag")])
+    gan = serve.Predictor(model_dir(tmp_path, "dcgan", codings=16))
+    with pytest.raises(RequestError, match="'dcgan' model is not conditional"):
+        gan.sample_batch([serve.SampleRequest(task=GEN, n=1, label=1)])
+    (resp,) = gan.sample_batch([serve.SampleRequest(task=GEN, n=2, steps=500)])  # a one-pass generator: ignored
+    assert resp.steps is None and len(resp.images) == 2
+    cgan = serve.Predictor(model_dir(tmp_path / "c", "dcgan", codings=16, conditional=True))
+    bag, shoe = cgan.sample_batch([serve.SampleRequest(task=GEN, n=2, label="Bag"),
+                                   serve.SampleRequest(task=GEN, n=2, label="Sneaker")])
+    assert (bag.label, shoe.label, bag.steps) == (8, 7, None) and bag.images != shoe.images

@@ -136,3 +136,58 @@ def test_evaluate_generator_anchors_and_plots(prepared, gan_dir: Path, tmp_path:
     assert sum(metrics[f"gen_class_frac_{k}"] for k in range(10)) == pytest.approx(1.0)
     for png in ("samples.png", "interpolation.png", "gen_class_histogram.png"):
         assert (tmp_path / "plots" / png).stat().st_size > 500
+
+
+# ----------------------------------------------------------------------------- ddpm, conditional DCGAN
+TINY_DDPM = {"model": "ddpm", "channels": 8, "timesteps": 20, "sample_steps": 4, "fid_samples": 32, "lr": 2e-3}
+
+
+@pytest.fixture(scope="module")
+def ddpm_dir(prepared, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddpm") / "model"
+    history = train(prepared, GEN, out, epochs=2, **TINY_DDPM)
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert all(np.isfinite(h["val_fid"]) and np.isfinite(h["val_loss"]) for h in history)
+    assert history[-1]["best_val_fid"] == min(h["val_fid"] for h in history)
+    return out
+
+
+def test_ddpm_trains_in_the_supervised_loop_deterministically(prepared, ddpm_dir: Path) -> None:
+    first = read_json(ddpm_dir / "config.json")["history"]
+    assert first[-1]["train_loss"] < first[0]["train_loss"] and first[0]["train_loss"] < 1.5  # eps-MSE from ~1
+    again = train(prepared, GEN, None, epochs=2, **TINY_DDPM)
+    assert [(h["train_loss"], h["val_fid"]) for h in first] == [(h["train_loss"], h["val_fid"]) for h in again]
+
+
+def test_evaluate_ddpm_reports_steps_time_confidence_and_cond_accuracy(prepared, ddpm_dir: Path, tmp_path: Path) -> None:
+    params = {"fid_samples": 64, "cond_samples_per_class": 3, "sample_steps": 2}
+    metrics = FAMILY.evaluate(ddpm_dir, prepared[GEN], tmp_path / "plots", params)
+    assert metrics["sample_steps"] == 2 and metrics["sample_s_per_image"] > 0
+    assert 0.1 <= metrics["gen_confidence_mean"] <= 1.0  # a max softmax over 10 classes
+    per_class = [metrics[f"cond_accuracy_class_{k}"] for k in range(10)]
+    assert all(any(v == pytest.approx(f) for f in (0, 1 / 3, 2 / 3, 1)) for v in per_class)  # 3 images a class
+    assert metrics["cond_accuracy"] == pytest.approx(np.mean(per_class))  # equal images per class
+    assert Image.open(tmp_path / "plots" / "cond_samples.png").size == ((3 * 29 + 1) * 2, (10 * 29 + 1) * 2)
+    default = FAMILY.evaluate(ddpm_dir, prepared[GEN], tmp_path / "plots2", {"fid_samples": 64, "cond_samples_per_class": 1})
+    assert default["sample_steps"] == 4 and default["val_fid"] != metrics["val_fid"]  # the model's own steps
+
+
+def test_conditional_dcgan_trains_and_honours_labels(prepared, tmp_path: Path) -> None:
+    import torch
+
+    from families.generative import models
+
+    history = train(prepared, GEN, tmp_path / "cgan", epochs=1, model="dcgan", codings=16, conditional=True)
+    assert np.isfinite(history[0]["val_fid"]) and np.isfinite(history[0]["d_loss"])
+    model, config = evaluate.load_model(tmp_path / "cgan")
+    assert config["hparams"]["conditional"] is True and models.is_conditional(model)
+    assert model.discriminator.net[0].in_channels == 2  # the label map is D's second channel
+    g = torch.Generator
+    a = models.sample(model, 4, g().manual_seed(0), labels=torch.tensor([3] * 4))
+    b = models.sample(model, 4, g().manual_seed(0), labels=torch.tensor([7] * 4))
+    assert not torch.equal(a, b) and torch.equal(a, models.sample(model, 4, g().manual_seed(0), labels=torch.tensor([3] * 4)))
+    metrics = FAMILY.evaluate(tmp_path / "cgan", prepared[GEN], tmp_path / "plots", {"fid_samples": 64,
+                                                                                   "cond_samples_per_class": 2})
+    assert 0 <= metrics["cond_accuracy"] <= 1 and "sample_steps" not in metrics
+    plain = FAMILY.evaluate(tmp_path / "cgan", prepared[GEN], tmp_path / "p2", {"fid_samples": 64, "cond_samples_per_class": 2})
+    assert plain["val_fid"] == metrics["val_fid"]  # seeded: unlabelled labels come from the seed
