@@ -1,14 +1,15 @@
 """The agents: how one epoch of environment steps is collected and learned from.
 
-`Reinforce` (the book's policy gradients) and `DQN` (DQN, Double DQN, Dueling DQN, optionally
-with prioritised replay) share one interface, so the loop in train.py is the same for both:
+`Reinforce` (the book's policy gradients), `ReinforceBaseline` (the same with a learned value
+baseline), `DQN` (DQN, Double DQN, Dueling DQN, optionally with prioritised replay) and
+actor_critic.py's `ActorCriticAgent` (PPO, A2C) share one interface, so the loop in train.py is the same for both:
 `run_epoch(n_steps, progress, session)`, `state()` / `load_state()` for checkpoints, `reseed()`,
 `close()`. Both expose `net` (the policy or online Q network, what the model dir holds).
 
 Under DDP (Ray Train, several workers) every rank plays its own environments and every backward
 all-reduces the gradients, so **every rank must make the same number of updates** in an epoch or
-the run hangs in a collective. DQN's update count is a function of the step count alone (the
-same on every rank); REINFORCE's depends on episode lengths, so its ranks decide together when
+the run hangs in a collective. DQN's and PPO's update counts are functions of the step count and
+hparams alone (the same on every rank); REINFORCE's depends on episode lengths, so its ranks decide together when
 an epoch ends (`Reinforce.run_epoch`).
 """
 
@@ -107,6 +108,18 @@ def reinforce_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torc
     return -(logp * advantages).mean()
 
 
+def baseline_advantages(returns: np.ndarray, values: np.ndarray, normalize: bool) -> np.ndarray:
+    """REINFORCE with a baseline: A_t = G_t - V(s_t) (optionally normalised over the update).
+
+    Subtracting a function of the state alone leaves the gradient unbiased (E[grad log pi * b(s)]
+    = 0) and cuts its variance: an action is judged against what the state was expected to
+    return, not against the batch's mean return."""
+    adv = np.asarray(returns, np.float64) - np.asarray(values, np.float64)
+    if normalize and adv.size > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return adv
+
+
 class Reinforce(Agent):
     """The book's policy gradients: sample `episodes_per_update` whole episodes (in lockstep),
     discount and normalise their returns, one gradient step on -mean(log pi * return)."""
@@ -137,12 +150,10 @@ class Reinforce(Agent):
                 steps += len(traj["rewards"])
                 progress.env_steps += len(traj["rewards"])
                 progress.episode_done(ret, progress.env_steps)
-            advantages = discount_and_normalize_rewards([t["rewards"] for t in trajs], self.hp["gamma"])
             obs = torch.from_numpy(np.concatenate([np.stack(t["obs"]) for t in trajs])).to(self.device)
             actions = torch.tensor([a for t in trajs for a in t["actions"]], device=self.device)
-            adv = torch.from_numpy(np.concatenate(advantages).astype(np.float32)).to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = reinforce_loss(self.net(obs), actions, adv)
+            loss = self.loss(obs, actions, [t["rewards"] for t in trajs])
             loss.backward()
             if self.hp["max_grad_norm"]:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.hp["max_grad_norm"])
@@ -151,6 +162,12 @@ class Reinforce(Agent):
             if session.agree_sum(steps) >= n_steps * session.world_size:
                 break
         return {"loss": float(np.mean(losses)), "updates": float(len(losses)), "epsilon": 0.0}
+
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: list[list[float]]) -> torch.Tensor:
+        """The book's: returns normalised over the update's episodes stand in for advantages."""
+        advantages = discount_and_normalize_rewards(rewards, self.hp["gamma"])
+        adv = torch.from_numpy(np.concatenate(advantages).astype(np.float32)).to(self.device)
+        return reinforce_loss(self.net(obs), actions, adv)
 
     def state(self) -> dict[str, Any]:
         return {"net": unwrap(self.net).state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -161,6 +178,26 @@ class Reinforce(Agent):
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.seed_rng.bit_generator.state = state["seed_rng"]
+
+
+class ReinforceBaseline(Reinforce):
+    """REINFORCE with a learned baseline: the same episodes as `Reinforce`, advantage
+    G_t - V(s_t) from the actor-critic's value head, and the value fitted to the returns.
+
+    The critic regresses `value_scale * G_t` (LunarLander's returns are in the hundreds; an MSE of
+    that size would dominate the shared gradient-norm clip), and the baseline is V / value_scale."""
+
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: list[list[float]]) -> torch.Tensor:
+        hp = self.hp
+        returns = np.concatenate([discount_rewards(r, hp["gamma"]) for r in rewards])
+        logits, value = self.net(obs, with_value=True)
+        baseline = value.detach().cpu().double().numpy() / hp["value_scale"]
+        adv = torch.from_numpy(baseline_advantages(returns, baseline, hp["norm_adv"]).astype(np.float32)).to(self.device)
+        target = torch.from_numpy((hp["value_scale"] * returns).astype(np.float32)).to(self.device)
+        logp_all = torch.log_softmax(logits, dim=-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+        return (reinforce_loss(logits, actions, adv) + hp["vf_coef"] * torch.nn.functional.mse_loss(value, target)
+                - hp["ent_coef"] * entropy)
 
 
 # ----------------------------------------------------------------------------- DQN
@@ -210,7 +247,7 @@ class DQN(Agent):
         self.target.load_state_dict(unwrap(net).state_dict())
         self.target.eval()
         self.optimizer = torch.optim.Adam(net.parameters(), lr=hp["lr"])
-        self.buffer = buffers.make_buffer(hp, int(info["obs_dim"]), seed)
+        self.buffer = buffers.make_buffer(hp, info.get("obs_shape") or int(info["obs_dim"]), seed)
         self.rng = np.random.default_rng([seed, 1])
         self.double = models.hparams_class(hp).double_q
         self.envs = gym.vector.SyncVectorEnv(
@@ -232,7 +269,8 @@ class DQN(Agent):
         eps = linear_epsilon(step, self.total_steps, self.hp)
         n = self.hp["n_envs"]
         with torch.no_grad():
-            q = self.net(torch.from_numpy(np.asarray(self.obs, np.float32)).to(self.device)).cpu()
+            # the Atari network scales uint8 frames itself: cast only here, at the network's input
+            q = self.net(torch.as_tensor(np.asarray(self.obs), dtype=torch.float32).to(self.device)).cpu()
         actions = models.greedy(q).numpy()
         explore = self.rng.random(n) < eps
         if explore.any():
@@ -271,11 +309,11 @@ class DQN(Agent):
             actions, eps = self.act(progress.env_steps)
             next_obs, rewards, term, trunc, infos = self.envs.step(actions)
             done = np.logical_or(term, trunc)
-            real_next = np.array(next_obs, np.float32, copy=True)
+            real_next = np.array(next_obs, copy=True)  # the buffer casts to its own dtype
             if done.any():
                 for i in np.flatnonzero(done):
                     real_next[i] = infos["final_obs"][i]
-            self.buffer.add(np.asarray(self.obs, np.float32), actions, rewards.astype(np.float32), real_next,
+            self.buffer.add(np.asarray(self.obs), actions, rewards.astype(np.float32), real_next,
                             term.astype(np.float32))
             self.ep_returns += rewards
             progress.env_steps += n
@@ -317,4 +355,10 @@ def make_agent(hp: dict[str, Any], info: dict[str, Any], net: nn.Module, device:
     with the epoch: environments are not picklable mid-episode, so it starts fresh episodes."""
     if models.is_dqn(hp):
         return DQN(hp, info, net, device, seed, total_steps, salt=start_epoch)
+    if models.is_actor_critic(hp):
+        from families.rl.actor_critic import ActorCriticAgent  # it imports this module
+
+        return ActorCriticAgent(hp, info, net, device, seed, total_steps, salt=start_epoch)
+    if models.hparams_class(hp) is models.ReinforceBaselineHParams:
+        return ReinforceBaseline(hp, info, net, device, seed + start_epoch)
     return Reinforce(hp, info, net, device, seed + start_epoch)

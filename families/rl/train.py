@@ -1,7 +1,9 @@
 """How the RL agents learn: the family's loop (the environment replaces the DataLoader).
 
 **One epoch = `steps_per_epoch` environment steps** per worker (summed over the parallel
-environments; REINFORCE finishes the episodes it started, so its epochs can run a little over).
+environments; REINFORCE finishes the episodes it started, so its epochs can run a little over;
+PPO/A2C play whole rollouts, ceil(steps_per_epoch / (n_envs * n_steps)) of them, so theirs run over
+by less than one rollout, none when steps_per_epoch is a multiple of n_envs * n_steps).
 Tune's ASHA schedules on `training_iteration`, i.e. on epochs, so ASHA here *is* ASHA on
 environment steps: a trial stopped at grace_period 2 has seen 2 x steps_per_epoch steps.
 
@@ -9,7 +11,20 @@ Each epoch reports: epoch, env_steps, episodes, train_return_mean (last 100 trai
 val_return_mean (greedy, the prepared validation seeds), best_val_return_mean (what Tune ranks),
 loss, epsilon, updates, steps_to_solve (-1 until the last 100 training episodes average the
 solve threshold), steps_to_solve_greedy (env steps at the first epoch whose greedy validation
-mean reached it), epoch_time_s. Every checkpoint's weights.pt is the best policy/Q network so far
+mean reached it), epoch_time_s. PPO/A2C add value_loss, entropy, approx_kl, clipfrac and lr.
+
+**Steps to solve, one rule for the tables: `steps_to_solve_greedy`** — env steps at the end of
+the first epoch whose greedy validation mean (the prepared `val_seeds`) reached the threshold.
+Why that one: greedy is the policy that is evaluated, registered and served, and it is the same
+measurement for every agent (SB3's EvalCallback / rl-zoo report it). The strict rule
+(`steps_to_solve`: gymnasium's "mean of the last 100 *training* episodes >= threshold") is
+reported beside it and is what `stop_when_solved` uses, but it judges the exploring policy
+(eps-greedy, sampled softmax) and needs 100 solved episodes after learning, so it lags by tens
+of thousands of steps (CartPole: never within 50k while the greedy rule is met at ~20k). Caveats
+of the greedy rule: its resolution is one epoch, and it is only as trustworthy as the validation
+set is big: 5 episodes has a standard error of ~25 on LunarLander (returns' std ~ 50-60), so a
+lucky epoch can "solve"; use >= 10-20 validation episodes where the number goes in a table
+(bench/rl.py uses 10), and the 100-episode test return says whether it really holds. Every checkpoint's weights.pt is the best policy/Q network so far
 (by val_return_mean, first best kept on ties).
 
 Checkpoints (under Ray Train) hold the epoch, counters, online and target nets, the optimizer,

@@ -23,7 +23,9 @@ def validate(raw: dict) -> dict:
 
 @pytest.mark.parametrize(
     ("raw", "key"),
-    [({"model": "ppo"}, "model"), ({"model": "dqn", "lr": -1}, "lr"), ({"model": "dqn", "hiden": 3}, "hiden"),
+    [({"model": "sac"}, "model"), ({"model": "ppo", "gae_lambda": 1.5}, "gae_lambda"),
+     ({"model": "ppo", "n_envs": 2, "n_steps": 16, "batch_size": 64}, "batch_size"),
+     ({"model": "reinforce_baseline", "vf_coef": -1}, "vf_coef"), ({"model": "dqn", "lr": -1}, "lr"), ({"model": "dqn", "hiden": 3}, "hiden"),
      ({"model": "dqn", "eps_start": 0.1, "eps_end": 0.5}, "eps_end"),
      ({"model": "dqn", "batch_size": 512, "buffer_size": 100}, "batch_size"),
      ({"model": "reinforce", "episodes_per_update": 0}, "episodes_per_update"),
@@ -48,9 +50,19 @@ def test_each_model_keeps_only_its_own_keys() -> None:
 
 def test_the_training_algorithm_is_a_property_of_the_model_class() -> None:
     kinds = {name: (spec.hparams.is_dqn, getattr(spec.hparams, "double_q", False)) for name, spec in FAMILY.models.items()}
-    assert kinds == {"reinforce": (False, False), "dqn": (True, False), "double_dqn": (True, True),
+    assert kinds == {"reinforce": (False, False), "reinforce_baseline": (False, False), "ppo": (False, False),
+                     "a2c": (False, False), "dqn": (True, False), "double_dqn": (True, True),
                      "dueling_dqn": (True, True)}
     assert models.is_dqn(validate({"model": "dqn"})) and not models.is_dqn(validate({"model": "reinforce"}))
+    actor_critics = {name for name in FAMILY.models if models.is_actor_critic(validate({"model": name}))}
+    assert actor_critics == {"ppo", "a2c"}
+    assert models.MODELS["ppo"].hparams.clipped and not models.MODELS["a2c"].hparams.clipped
+
+
+def test_a2c_accepts_the_shared_ppo_keys_it_does_not_use() -> None:
+    # a task's hparams are shared by its models: PPO's minibatch size must not break A2C
+    hp = validate({"model": "a2c", "n_envs": 2, "n_steps": 4, "batch_size": 256, "update_epochs": 4})
+    assert hp["n_steps"] == 4
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
@@ -59,15 +71,34 @@ def test_every_agent_network_maps_observations_to_one_value_per_action(name: str
     net = models.build(validate({"model": name, "hidden": 8}), INFO)
     values = net.action_values(torch.randn(5, 4))
     assert values.shape == (5, 2)
-    if name == "reinforce":
+    if name in ("reinforce", "reinforce_baseline", "ppo", "a2c"):  # softmax policies serve probabilities
         torch.testing.assert_close(values.sum(-1), torch.ones(5))
 
 
 def test_build_picks_each_models_network() -> None:
     nets = {name: type(models.build(validate({"model": name, "hidden": 8}), INFO)) for name in models.MODELS}
-    assert nets == {"reinforce": models.PolicyNetwork, "dqn": models.QNetwork, "double_dqn": models.QNetwork,
-                    "dueling_dqn": models.DuelingQNetwork}
+    assert nets == {"reinforce": models.PolicyNetwork, "reinforce_baseline": models.ActorCritic,
+                    "ppo": models.ActorCritic, "a2c": models.ActorCritic, "dqn": models.QNetwork,
+                    "double_dqn": models.QNetwork, "dueling_dqn": models.DuelingQNetwork}
     assert models.build(validate({"model": "dueling_dqn", "dueling_aggregator": "max"}), INFO).aggregator == "max"
+
+
+def test_image_observations_get_the_atari_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An obs_shape of rank 3 (stacked frames) goes to atari.build_network; vectors do not."""
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("families.rl.atari")
+    fake.build_network = lambda hp, info: calls.append((hp["model"], tuple(info["obs_shape"]))) or "conv-net"
+    monkeypatch.setitem(sys.modules, "families.rl.atari", fake)
+    import families.rl
+
+    monkeypatch.setattr(families.rl, "atari", fake, raising=False)
+    hp = validate({"model": "dueling_dqn", "hidden": 8})
+    assert models.build(hp, {**INFO, "obs_shape": [4, 84, 84]}) == "conv-net"
+    assert calls == [("dueling_dqn", (4, 84, 84))]
+    assert isinstance(models.build(hp, {**INFO, "obs_shape": [4]}), models.DuelingQNetwork)
 
 
 @pytest.mark.parametrize("aggregator", ["mean", "max"])

@@ -15,6 +15,7 @@ import torch
 from components.session import PlainSession, Restored
 from components.train import train_plain
 from families.rl import agents, data, evaluate, models, train
+from families.rl.actor_critic import ActorCriticAgent
 from quartet import api
 
 TASK = "CartPole-v1"
@@ -22,6 +23,9 @@ TINY_DQN = {"model": "dueling_dqn", "hidden": 16, "steps_per_epoch": 300, "learn
             "gradient_steps": 1, "target_update": 50, "batch_size": 16, "buffer_size": 1000, "prioritized": True,
             "n_envs": 2, "lr": 0.001}
 TINY_PG = {"model": "reinforce", "hidden": 16, "steps_per_epoch": 200, "episodes_per_update": 4, "lr": 0.01}
+TINY_PPO = {"model": "ppo", "hidden": 16, "steps_per_epoch": 256, "n_envs": 2, "n_steps": 64, "batch_size": 32,
+            "update_epochs": 2, "lr": 0.001}
+TINY_RB = {"model": "reinforce_baseline", "hidden": 16, "steps_per_epoch": 200, "episodes_per_update": 4, "lr": 0.01}
 TIMES = ("epoch_time_s", "epoch_wall_s")
 
 
@@ -38,7 +42,8 @@ def without_times(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in h.items() if k not in TIMES} for h in history]
 
 
-@pytest.mark.parametrize("hp", [TINY_DQN, TINY_PG], ids=["dueling_per_vector", "reinforce"])
+@pytest.mark.parametrize("hp", [TINY_DQN, TINY_PG, TINY_PPO, TINY_RB],
+                         ids=["dueling_per_vector", "reinforce", "ppo", "reinforce_baseline"])
 def test_loop_is_deterministic_and_writes_a_loadable_model_dir(prepared: Path, tmp_path: Path, hp: dict) -> None:
     first = api.train_plain("rl", TASK, hp, prepared, 2, seed=7, out_dir=tmp_path / "a").history
     second = api.train_plain("rl", TASK, hp, prepared, 2, seed=7, out_dir=tmp_path / "b").history
@@ -64,7 +69,7 @@ def test_reinforce_learns_cartpole_quickly(prepared: Path) -> None:
     assert history[-1]["train_return_mean"] > 2 * history[0]["train_return_mean"]  # random policy: ~22
 
 
-@pytest.mark.parametrize("hp", [TINY_DQN, TINY_PG], ids=["dqn", "reinforce"])
+@pytest.mark.parametrize("hp", [TINY_DQN, TINY_PG, TINY_PPO, TINY_RB], ids=["dqn", "reinforce", "ppo", "reinforce_baseline"])
 def test_agent_state_survives_a_weights_only_checkpoint(prepared: Path, tmp_path: Path, hp: dict) -> None:
     """What session.restore() loads (torch.load weights_only=True) must hold the whole train state."""
     cfg = api.loop_config("rl", TASK, hp, prepared, 2, 7)
@@ -83,6 +88,9 @@ def test_agent_state_survives_a_weights_only_checkpoint(prepared: Path, tmp_path
         assert len(other.buffer) == len(agent.buffer) == 300
         assert other.buffer.total == pytest.approx(agent.buffer.total)
         assert np.array_equal(other.buffer.sample(8)[1], agent.buffer.sample(8)[1])
+    elif isinstance(agent, ActorCriticAgent):
+        assert other.rollouts_done == agent.rollouts_done == 3  # ceil(300 / (2 envs x 64 steps))
+        assert progress.env_steps == 384
     else:
         assert other.seed_rng.integers(1 << 30) == agent.seed_rng.integers(1 << 30)
     agent.close(), other.close()
@@ -109,7 +117,7 @@ class CheckpointingSession(PlainSession):
         self.checkpoints.append({"state": path, "history": json.dumps(history), "weights": dict(best.weights)})
 
 
-@pytest.mark.parametrize("hp", [TINY_DQN, TINY_PG], ids=["dqn", "reinforce"])
+@pytest.mark.parametrize("hp", [TINY_DQN, TINY_PG, TINY_PPO, TINY_RB], ids=["dqn", "reinforce", "ppo", "reinforce_baseline"])
 def test_a_run_resumes_from_its_checkpoint(prepared: Path, tmp_path: Path, hp: dict) -> None:
     cfg = api.loop_config("rl", TASK, hp, prepared, 3, 7)
     first = CheckpointingSession(cfg, tmp_path)
