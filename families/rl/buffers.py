@@ -2,10 +2,20 @@
 
 Both sample from their own seeded numpy RNG and checkpoint as tensors only (the filled part), so
 a resumed run draws the same minibatches an uninterrupted one would.
+
+Two storage layouts, chosen by the observation spec given to the buffer:
+- an int (obs_dim): float32 vectors, obs and next_obs (CartPole, LunarLander);
+- a shape (C, H, W) (stacked Atari frames): **uint8**, and next_obs is not stored whole: a
+  frame stack's next observation is the same stack shifted by one plus one new frame (the final
+  observation of an episode included), so the buffer keeps obs (C, H, W) and the newest frame
+  (H, W) and rebuilds next_obs when sampling. (4, 84, 84): 28,224 + 7,056 = 35,280 bytes per
+  transition, i.e. 3.5 GB per 100,000 (`frame_bytes_per_transition`); storing next_obs whole
+  would be 5.6 GB. Sampled batches keep uint8 (the Atari networks scale by 1/255 themselves).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,16 +27,28 @@ class ReplayBuffer:
 
     Why not a deque: random access into a deque is O(n) (the book's ReplayMemory note)."""
 
-    def __init__(self, capacity: int, obs_dim: int, seed: int) -> None:
+    def __init__(self, capacity: int, obs_dim: int | Sequence[int], seed: int) -> None:
         self.capacity = int(capacity)
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        shape = (int(obs_dim),) if isinstance(obs_dim, (int, np.integer)) else tuple(int(d) for d in obs_dim)
+        self.frames = len(shape) > 1  # a 1-d shape is a vector observation, as an int is
+        if self.frames:
+            self.obs = np.zeros((capacity, *shape), np.uint8)
+            self.next_frame = np.zeros((capacity, *shape[1:]), np.uint8)
+        else:
+            self.obs = np.zeros((capacity, shape[0]), np.float32)
+            self.next_obs = np.zeros((capacity, shape[0]), np.float32)
         self.actions = np.zeros(capacity, np.int64)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, np.float32)
         self.pos = 0
         self.size = 0
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def _keys(self) -> tuple[str, ...]:
+        """The arrays a checkpoint holds (the filled part of each)."""
+        obs_keys = ("obs", "next_frame") if self.frames else ("obs", "next_obs")
+        return (*obs_keys, "actions", "rewards", "terminated")
 
     def __len__(self) -> int:
         return self.size
@@ -36,18 +58,26 @@ class ReplayBuffer:
         """Add a batch of transitions (one per env); returns the slots written."""
         n = len(actions)
         idx = (self.pos + np.arange(n)) % self.capacity
-        self.obs[idx], self.next_obs[idx] = obs, next_obs
+        if self.frames:
+            obs, next_obs = np.asarray(obs), np.asarray(next_obs)
+            if not np.array_equal(obs[:, 1:], next_obs[:, :-1]):
+                raise ValueError("frame replay: next_obs must be obs shifted by one frame plus a new one (a frame stack)")
+            self.obs[idx], self.next_frame[idx] = obs, next_obs[:, -1]
+        else:
+            self.obs[idx], self.next_obs[idx] = obs, next_obs
         self.actions[idx], self.rewards[idx], self.terminated[idx] = actions, rewards, terminated
         self.pos = int((self.pos + n) % self.capacity)
         self.size = int(min(self.size + n, self.capacity))
         return idx
 
     def _batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        obs = self.obs[idx]
+        next_obs = np.concatenate([obs[:, 1:], self.next_frame[idx][:, None]], axis=1) if self.frames else self.next_obs[idx]
         return {
-            "obs": torch.from_numpy(self.obs[idx]),
+            "obs": torch.from_numpy(obs),
             "actions": torch.from_numpy(self.actions[idx]),
             "rewards": torch.from_numpy(self.rewards[idx]),
-            "next_obs": torch.from_numpy(self.next_obs[idx]),
+            "next_obs": torch.from_numpy(next_obs),
             "terminated": torch.from_numpy(self.terminated[idx]),
         }
 
@@ -62,16 +92,12 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """Tensors only (checkpoints load with weights_only=True); just the filled part."""
         n = self.size
-        return {
-            "obs": torch.from_numpy(self.obs[:n].copy()), "next_obs": torch.from_numpy(self.next_obs[:n].copy()),
-            "actions": torch.from_numpy(self.actions[:n].copy()), "rewards": torch.from_numpy(self.rewards[:n].copy()),
-            "terminated": torch.from_numpy(self.terminated[:n].copy()), "pos": self.pos, "size": self.size,
-            "rng": self.rng.bit_generator.state,
-        }
+        arrays = {key: torch.from_numpy(getattr(self, key)[:n].copy()) for key in self._keys}
+        return {**arrays, "pos": self.pos, "size": self.size, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n = int(state["size"])
-        for key in ("obs", "next_obs", "actions", "rewards", "terminated"):
+        for key in self._keys:
             getattr(self, key)[:n] = state[key].numpy()
         self.pos, self.size = int(state["pos"]), n
         self.rng.bit_generator.state = state["rng"]
@@ -86,7 +112,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     once. Importance weights w_i = (N * P(i))^-beta are divided by the batch's largest weight
     (common practice; Schaul divides by the buffer-wide maximum)."""
 
-    def __init__(self, capacity: int, obs_dim: int, seed: int, alpha: float, eps: float = 1e-6) -> None:
+    def __init__(self, capacity: int, obs_dim: int | Sequence[int], seed: int, alpha: float, eps: float = 1e-6) -> None:
         super().__init__(capacity, obs_dim, seed)
         self.alpha, self.eps = float(alpha), float(eps)
         self.cap2 = 1 << int(np.ceil(np.log2(max(capacity, 2))))
@@ -152,10 +178,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.max_priority = float(state["max_priority"])
 
 
-def make_buffer(hp: dict[str, Any], obs_dim: int, seed: int) -> ReplayBuffer:
+def make_buffer(hp: dict[str, Any], obs_dim: int | Sequence[int], seed: int) -> ReplayBuffer:
+    """The buffer of `hp`: obs_dim an int (float32 vectors) or an image shape (uint8 frames)."""
     if hp["prioritized"]:
         return PrioritizedReplayBuffer(hp["buffer_size"], obs_dim, seed, hp["per_alpha"], hp["per_eps"])
     return ReplayBuffer(hp["buffer_size"], obs_dim, seed)
+
+
+def frame_bytes_per_transition(obs_shape: Sequence[int]) -> int:
+    """Memory of one frame-replay transition: obs (C, H, W) + newest frame (H, W) uint8 + action,
+    reward, terminal (8 + 4 + 4 bytes); x buffer_size for a buffer (PER adds 16 bytes per slot)."""
+    shape = [int(d) for d in obs_shape]
+    return int(np.prod(shape) + np.prod(shape[1:]) + 16)
 
 
 def per_beta(step: int, total_steps: int, beta0: float) -> float:

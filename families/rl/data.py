@@ -28,22 +28,56 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.config import ConfigError, validate_model
 from components.data import DataError, read_json, write_json
+from families.rl import atari
 
 log = logging.getLogger(__name__)
 
 ENVS_FILE = "envs.json"
 TEST_SEEDS_FILE = "test_seeds.json"
-TASKS = ("CartPole-v1", "LunarLander-v3")
+TASKS = ("CartPole-v1", "LunarLander-v3", *atari.ATARI_TASKS)
 # The solve criterion of each task: mean return over 100 consecutive episodes (gymnasium's
-# reward_threshold; CartPole-v1 475, LunarLander-v3 200).
+# reward_threshold; CartPole-v1 475, LunarLander-v3 200). The ALE defines none: an Atari task's
+# threshold is the human score of Mnih et al. 2015 (Breakout 31.8; random play 1.7), compared
+# with greedy game scores (`steps_to_solve_greedy`, evaluate's `solved`). Its *training*
+# episodes are single lives with sign-clipped rewards, so the training-return `steps_to_solve`
+# is conservative there (a life's clipped return is below the game score).
 SOLVE_WINDOW = 100
 
 
 # ----------------------------------------------------------------------------- ingest
+def atari_spec(task: str) -> dict[str, Any]:
+    """An Atari task's spec: the evaluation env after preprocessing (what the policy sees), its
+    step cap (Nature's 5 minutes, atari.EVAL_MAX_STEPS; ALE v5's own cap is 108,000 frames =
+    27,000 steps, 6x longer than any table here needs) and the human score as the threshold.
+    `ale_py` is pinned too: the emulator and its ROMs define the game."""
+    import ale_py
+    import gymnasium as gym
+
+    env = atari.make_atari_env(task, training=False)
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise DataError(f"{task}: only discrete action spaces are supported, got {env.action_space}")
+        shape = [int(d) for d in env.observation_space.shape]
+        return {
+            "env_id": atari.env_id_of(task),
+            "ale_py": ale_py.__version__,
+            "max_episode_steps": atari.EVAL_MAX_STEPS,
+            "reward_threshold": float(atari.REFERENCE_SCORES[task]["human"]),
+            "random_score": float(atari.REFERENCE_SCORES[task]["random"]),
+            "obs_dim": int(np.prod(shape)),
+            "obs_shape": shape,
+            "n_actions": int(env.action_space.n),
+        }
+    finally:
+        env.close()
+
+
 def env_spec(env_id: str) -> dict[str, Any]:
     """The parts of a gymnasium env spec that define what a return means."""
     import gymnasium as gym
 
+    if env_id in atari.ATARI_TASKS:
+        return atari_spec(env_id)
     env = gym.make(env_id)
     try:
         obs_space, act_space = env.observation_space, env.action_space
@@ -133,8 +167,9 @@ def prepare(task: str, params: dict[str, Any], raw_dir: Path, out_dir: Path, see
     test = seeds(p.test_seed, p.test_episodes)
     info = {
         "task": task,
-        "env_id": task,
+        "env_id": spec["env_id"],
         "obs_dim": spec["obs_dim"],
+        **({"obs_shape": spec["obs_shape"]} if "obs_shape" in spec else {}),
         "n_actions": spec["n_actions"],
         "max_episode_steps": spec["max_episode_steps"],
         "solve_threshold": spec["reward_threshold"],

@@ -11,7 +11,7 @@
     const run = el("button", { class: "primary", testid: "rl-run" }, "Play");
     const result = el("div", {});
     root.replaceChildren(el("h2", {}, "Reinforcement learning"),
-      el("p", { class: "hint" }, "The champion agent plays one episode of the environment from a seed, acting greedily; the server renders its frames."),
+      el("p", { class: "hint" }, "The champion agent plays one episode of the environment from a seed, acting greedily; the server renders its frames. Atari (Breakout): the full game, the return is the game score, one step is 4 frames."),
       el("div", { class: "row" }, el("label", {}, "environment", task), el("label", {}, "seed", seed),
          el("label", {}, "max steps (1..1000)", steps), run),
       result);
@@ -25,7 +25,7 @@
       result.replaceChildren(
         el("div", { class: "cols" },
           el("img", { testid: "rl-episode", src: `data:image/gif;base64,${ep.gif}`, alt: `${ep.task} episode, seed ${ep.seed}`,
-                      style: { border: "1px solid #d8dde6", maxWidth: "600px" } }),
+                      style: { border: "1px solid #d8dde6", maxWidth: "600px", minWidth: "320px", imageRendering: "pixelated" } }),
           el("div", {},
             el("div", { class: "muted" }, "return"),
             el("div", { testid: "rl-return", class: "mono", style: { fontSize: "22px" } }, String(ep.total_reward)),

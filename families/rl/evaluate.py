@@ -17,7 +17,7 @@ from components.data import DataError, read_json
 from components.progress import Progress
 from families.rl import models
 from families.rl.data import read_test_seeds
-from families.rl.episodes import make_env, run_episodes
+from families.rl.episodes import as_batch, make_env, run_episodes
 
 
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -37,7 +37,7 @@ def render_episode(net: torch.nn.Module, env_id: str, seed: int, max_frames: int
                    max_steps: int | None = None) -> RenderedEpisode:
     """One greedy episode rendered as rgb_array frames (every `every`-th, at most max_frames),
     stopped after `max_steps` when given (the served /rl/episode bounds its work that way)."""
-    env = make_env(env_id, render=True)
+    env = make_env(env_id, render=True, training=False)
     frames, total, term, trunc, t = [], 0.0, False, False, 0
     try:
         obs, _ = env.reset(seed=seed)
@@ -45,7 +45,7 @@ def render_episode(net: torch.nn.Module, env_id: str, seed: int, max_frames: int
             if t % every == 0 and len(frames) < max_frames:
                 frames.append(env.render())
             with torch.no_grad():
-                action = int(models.greedy(net(torch.from_numpy(np.asarray(obs, np.float32)[None])))[0])
+                action = int(models.greedy(net(as_batch(np.asarray(obs)[None], torch.device("cpu"))))[0])
             obs, r, term, trunc, _ = env.step(action)
             total += float(r)
             t += 1

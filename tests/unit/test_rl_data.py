@@ -49,3 +49,19 @@ def test_prepare_rejects_bad_params_and_missing_or_stale_data(tmp_path: Path) ->
     (raw / "envs.json").write_text(json.dumps(envs))
     with pytest.raises(DataError, match="max_episode_steps"):
         data.prepare(TASK, {}, raw, tmp_path / "out", 42)
+
+
+def test_breakout_is_pinned_with_its_preprocessed_shape_and_leaves_the_other_specs_alone(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    data.ingest(raw, 42)
+    envs = json.loads((raw / "envs.json").read_text())["envs"]
+    # the vector tasks' entries keep exactly their keys (their bytes in data/rl/envs.json do not move)
+    assert set(envs["CartPole-v1"]) == {"env_id", "max_episode_steps", "n_actions", "obs_dim", "reward_threshold"}
+    spec = envs["Breakout"]
+    assert (spec["env_id"], spec["obs_shape"], spec["obs_dim"], spec["n_actions"]) == ("ALE/Breakout-v5", [4, 84, 84],
+                                                                                         28_224, 4)
+    assert spec["max_episode_steps"] == 4500 and spec["reward_threshold"] > spec["random_score"]
+    info = data.prepare("Breakout", {"val_episodes": 1, "test_episodes": 2}, raw, tmp_path / "prepared", 42)
+    assert (info["task"], info["env_id"], info["obs_shape"], info["obs_dim"]) == ("Breakout", "ALE/Breakout-v5",
+                                                                                  [4, 84, 84], 28_224)
+    assert "obs_shape" not in data.prepare(TASK, {}, raw, tmp_path / "cartpole", 42)

@@ -38,3 +38,28 @@ def test_evaluate_writes_metrics_curve_and_gif(tmp_path: Path) -> None:
     data.prepare("LunarLander-v3", {"val_episodes": 2, "test_episodes": 3}, raw, other, 42)
     with pytest.raises(DataError, match="trained on 'CartPole-v1'"):
         api.evaluate("rl", tmp_path / "m", other, tmp_path / "plots2")
+
+
+def test_evaluate_breakout_plays_the_full_game_on_the_evaluation_env_and_renders_the_rgb_screen(tmp_path: Path) -> None:
+    import csv
+
+    from PIL import Image
+
+    from families.rl.episodes import run_episodes
+    from families.rl.evaluate import load_model
+
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    data.ingest(raw, 42)
+    data.prepare("Breakout", {"val_episodes": 1, "test_episodes": 2}, raw, prepared, 42)
+    tiny = {"model": "double_dqn", "hidden": 16, "steps_per_epoch": 32, "learning_starts": 16, "batch_size": 8,
+            "buffer_size": 64, "stop_when_solved": False}
+    api.train_plain("rl", "Breakout", tiny, prepared, 1, seed=2, out_dir=tmp_path / "m")
+    metrics = api.evaluate("rl", tmp_path / "m", prepared, tmp_path / "plots", {"gif_max_frames": 4, "gif_every": 50})
+    assert metrics["eval_episodes"] == 2 and all(np.isfinite(v) for v in metrics.values())
+    with open(tmp_path / "plots" / "test_returns.csv") as f:
+        returns = [float(r["return"]) for r in csv.DictReader(f)]
+    net, _ = load_model(tmp_path / "m")
+    full_game, _ = run_episodes(net, "ALE/Breakout-v5", [20_000, 20_001], training=False)  # raw scores, all 5 lives
+    assert returns == full_game and metrics["test_return_mean"] == pytest.approx(np.mean(full_game))
+    with Image.open(tmp_path / "plots" / "episode.gif") as gif:
+        assert gif.size == (80, 105) and 2 <= gif.n_frames <= 5  # the 160x210 RGB screen at 0.5 scale, bounded
