@@ -137,6 +137,16 @@ class Family:
     # task -> what its model is for, and task -> what it must not be taken for (honest, short).
     intended_use: dict[str, str] = field(default_factory=dict)
     limits: dict[str, str] = field(default_factory=dict)
+    # Tasks the stage commands run on request (`quartet train rl Breakout --profile full`) that
+    # the default `dvc repro` does not: they cost more than a laptop's pipeline budget (Atari:
+    # minutes per evaluation). The app serves one once it has a @champion; health and status
+    # never count one that has none as missing.
+    extra_tasks: tuple[str, ...] = ()
+
+    @property
+    def all_tasks(self) -> tuple[str, ...]:
+        """The pipeline's tasks, then the extra ones: what a stage command accepts."""
+        return self.tasks + self.extra_tasks
 
     def beaten_by(self, task: str, metrics: dict[str, float]) -> tuple[str, float] | None:
         """(name, value) of the best baseline that beats the model's test metric, else None."""

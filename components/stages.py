@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def task_params(params: Params, family: Family, task: str) -> TaskParams:
-    if task not in family.tasks:
-        raise ConfigError(f"family {family.name!r} has no task {task!r} (tasks: {list(family.tasks)})")
+    if task not in family.all_tasks:
+        raise ConfigError(f"family {family.name!r} has no task {task!r} (tasks: {list(family.all_tasks)})")
     return params.task(family.name, task)
 
 

@@ -163,8 +163,8 @@ def loop_config(family: Family, task: str, hparams: dict[str, Any], prepared_dir
                 seed: int = 42, **options: Any) -> LoopConfig:
     """The LoopConfig of one run: hparams validated by the family (for this task), the prepared
     split's info.json, the task's metric. `options`: max_train_samples, threads, use_gpu."""
-    if task not in family.tasks:
-        raise ConfigError(f"family {family.name!r} has no task {task!r} (tasks: {list(family.tasks)})")
+    if task not in family.all_tasks:
+        raise ConfigError(f"family {family.name!r} has no task {task!r} (tasks: {list(family.all_tasks)})")
     info = read_json(Path(prepared_dir) / "info.json")
     return LoopConfig(family=family.name, task=task, hparams=family.validate_hparams(hparams, task), info=info,
                       prepared_dir=str(prepared_dir), epochs=int(epochs), seed=int(seed), metric=family.metrics[task],

@@ -124,6 +124,16 @@ def promote_cmd(
     typer.echo(f"{name}@champion -> v{version}")
 
 
+def run_and_report(name: str, family: str, task: str, profile: str | None) -> None:
+    """One stage, then its one-line outcome (register: promoted or not, and why)."""
+    t0 = time.perf_counter()
+    out = run_stage(name, family, task, profile)
+    if name == "register":
+        typer.echo(f"{out['name']} v{out['version']}: {'promoted to @champion' if out['promoted'] else 'not promoted'} "
+                   f"({out['reason']})")
+    typer.echo(f"{name} {family}/{task} done in {time.perf_counter() - t0:.1f} s")
+
+
 def _stage_command(name: str) -> None:
     fn = stages.STAGES[name]
 
@@ -132,12 +142,7 @@ def _stage_command(name: str) -> None:
         task: Annotated[str, typer.Argument(help="e.g. synthetic, vic_elec")],
         profile: ProfileOpt = None,
     ) -> None:
-        t0 = time.perf_counter()
-        out = run_stage(name, family, task, profile)
-        if name == "register":
-            typer.echo(f"{out['name']} v{out['version']}: {'promoted to @champion' if out['promoted'] else 'not promoted'} "
-                       f"({out['reason']})")
-        typer.echo(f"{name} {family}/{task} done in {time.perf_counter() - t0:.1f} s")
+        run_and_report(name, family, task, profile)
 
     command.__doc__ = fn.__doc__
     app.command(name)(command)
@@ -147,19 +152,54 @@ for _name in stages.STAGES:
     _stage_command(_name)
 
 
+@app.command("task")
+def task_cmd(
+    family: Annotated[str, typer.Argument(help="forecaster | translator | generative | rl")],
+    task: Annotated[str, typer.Argument(help="e.g. Breakout (an extra task: not a dvc.yaml stage)")],
+    profile: ProfileOpt = None,
+) -> None:
+    """Every stage of one task in order, prepare to register: how an extra task runs (rl Breakout,
+    too slow for the default pipeline). A pipeline task belongs to `dvc repro`, which tracks it."""
+    fam = get(family)
+    if task in fam.tasks:
+        raise ConfigError(f"{family}/{task} is a pipeline task: run `dvc repro` (or `quartet repro`), which tracks it")
+    for name in stages.STAGES:
+        run_and_report(name, family, task, profile)
+
+
 # ----------------------------------------------------------------------------- serve + ui
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 UI_PORT = 5000  # `quartet ui` / `make ui`
 
 
-def serve_specs() -> list[Any]:
+def serve_specs(params: Params | None = None) -> list[Any]:
+    """What the app serves: every family's pipeline tasks, and (given params, whose registry is
+    asked) each extra task that has a @champion (Family.extra_tasks: trained on request only)."""
     from components.serve import FamilyServeSpec
 
+    extra = extra_champions(params) if params is not None else set()
     return [
-        FamilyServeSpec(f.name, f"{f.predictor.__module__}:{f.predictor.__name__}", f.tasks, f.routes,
+        FamilyServeSpec(f.name, f"{f.predictor.__module__}:{f.predictor.__name__}",
+                        f.tasks + tuple(t for t in f.extra_tasks if (f.name, t) in extra), f.routes,
                         f.demo_panel.read_text() if f.demo_panel and f.demo_panel.is_file() else "")
         for f in families().values()
     ]
+
+
+def extra_champions(params: Params) -> set[tuple[str, str]]:
+    """(family, task) of the extra tasks with a @champion; none when the registry cannot say."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking_uri(params))
+    found = set()
+    for f in families().values():
+        for t in f.extra_tasks:
+            try:
+                if track.champion(track.registered_name(f.name, t)) is not None:
+                    found.add((f.name, t))
+            except Exception as e:  # noqa: BLE001 - an extra task is optional: the others still serve
+                log.warning("%s/%s: not served, the registry did not answer (%s)", f.name, t, type(e).__name__)
+    return found
 
 
 def serve_settings(params: Params, host: str) -> Any:
@@ -191,7 +231,7 @@ def serve_app(args: dict[str, Any] | None = None) -> Any:
     args = args or {}
     params = _params(args.get("profile") or os.environ.get("QUARTET_PROFILE"))
     settings = serve_settings(params, args.get("host", params.serve.host))
-    specs = {s.family: s for s in serve_specs()}
+    specs = {s.family: s for s in serve_specs(params)}
     family = args.get("family")
     if family is None:
         return build_gateway_app(list(specs.values()), settings)
@@ -244,7 +284,7 @@ def serve_cmd(
 
     with stop_on_signals(), cluster.ray_session(params):
         with cluster.deadline(params.serve.ready_timeout_s, "serve start"):
-            start(applications(serve_specs(), serve_settings(params, host)), host, port)
+            start(applications(serve_specs(params), serve_settings(params, host)), host, port)
         typer.echo(f"serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
         if not block:
             return

@@ -89,8 +89,11 @@ def background(cmd: list[str], cwd: Path, log: Path, env: dict | None = None,
         try:
             yield proc
         finally:
+            # The leader alone, as `kill PID` would: it stops what it started (`quartet serve` shuts
+            # Serve and its Ray down). Signalling the whole group killed those first and left the
+            # leader waiting 60 s on a controller that was gone.
             with contextlib.suppress(ProcessLookupError):  # a test may have stopped it already
-                os.killpg(proc.pid, stop)
+                proc.send_signal(stop)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -139,6 +142,9 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = run([*QUARTET, "repro"], cwd=root, timeout=900)  # one local Ray for every stage
     (root / "repro_wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     (root / "repro.log").write_text(proc.stdout + proc.stderr)
+    # The extra task (not a dvc stage) the way a user runs one: every stage, then it is served.
+    proc = run([*QUARTET, "task", "rl", "Breakout"], cwd=root, timeout=600)
+    (root / "task-breakout.log").write_text(proc.stdout + proc.stderr)
     return root
 
 

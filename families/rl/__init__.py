@@ -10,9 +10,14 @@ from pathlib import Path
 from components.family import Family, Metric, Route
 from families.rl import data, evaluate, models, serve, train
 
+# The default pipeline's tasks; the others (Atari) run on request: `quartet train rl Breakout
+# --profile full` (an Atari evaluation alone takes minutes on a laptop CPU).
+PIPELINE_TASKS = ("CartPole-v1", "LunarLander-v3")
+
 FAMILY = Family(
     name="rl",
-    tasks=data.TASKS,
+    tasks=PIPELINE_TASKS,
+    extra_tasks=tuple(t for t in data.TASKS if t not in PIPELINE_TASKS),
     ingest=data.ingest,
     prepare=data.prepare,
     models=models.MODELS,
@@ -30,10 +35,13 @@ FAMILY = Family(
                        "judged by the mean return of 100 fixed-seed test episodes.",
         "LunarLander-v3": "A greedy policy for gymnasium's LunarLander-v3 (discrete actions); judged by the mean "
                           "return of 100 fixed-seed test episodes.",
+        "Breakout": "A greedy policy for Atari Breakout (ale-py, the standard DQN preprocessing: 4 stacked 84x84 "
+                    "grey frames, frame skip 4); judged by the mean game score of fixed-seed test episodes.",
     },
     limits={
         "CartPole-v1": "Only this simulated environment (gymnasium 1.4, its pinned spec); no real control system.",
         "LunarLander-v3": "Only this simulated environment (gymnasium 1.4, its pinned spec, default physics); "
                           "a return below 200 means it does not land reliably.",
+        "Breakout": "Only the ALE Breakout ROM with this preprocessing; a short CPU run plays far below human level.",
     },
 )

@@ -129,6 +129,42 @@ def test_sample_is_seeded_pngs(server) -> None:
     assert other != images
 
 
+def test_sample_takes_ddim_steps_and_a_class_label(server) -> None:
+    """The tiny profile's champion is the conditional DDPM (T = 50): `steps` changes the images
+    and is echoed, `label` by index or by name is the same class, and images follow the label."""
+    url, _ = server
+    base = {"task": "fashion-mnist", "n": 3, "seed": 4}
+    few, more = (post(url + "/generative/sample", {**base, "steps": k}) for k in (2, 10))
+    assert few.status_code == more.status_code == 200, few.text + more.text
+    assert few.json()["steps"] == 2 and more.json()["steps"] == 10
+    assert few.json()["images"] != more.json()["images"]
+    by_index = post(url + "/generative/sample", {**base, "label": 7}).json()
+    by_name = post(url + "/generative/sample", {**base, "label": "sneaker"}).json()
+    assert by_index["label"] == by_name["label"] == 7 and by_name["label_name"] == "Sneaker"
+    assert by_index["images"] == by_name["images"]
+    other = post(url + "/generative/sample", {**base, "label": "Trouser"}).json()
+    assert other["label"] == 1 and other["images"] != by_index["images"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"task": "fashion-mnist", "steps": 51}, "exceeds this diffusion model's t = 50"),
+        ({"task": "fashion-mnist", "steps": 0}, "greater than or equal"),
+        ({"task": "fashion-mnist", "steps": 1001}, "less than or equal"),
+        ({"task": "fashion-mnist", "label": 10}, "out of range"),
+        ({"task": "fashion-mnist", "label": "parka"}, "unknown class"),
+        ({"task": "fashion-mnist", "label": 2.5}, "label"),
+        ({"task": "fashion-mnist", "label": "x" * 41}, "at most 40"),
+    ],
+)
+def test_sample_bad_steps_and_labels_get_422(server, body, needle: str) -> None:
+    url, _ = server
+    r = post(url + "/generative/sample", body)
+    assert r.status_code == 422, r.text
+    assert needle.lower() in detail(r).lower(), detail(r)
+
+
 def test_reconstruct_arrays_and_pngs(server) -> None:
     url, _ = server
     rng = np.random.default_rng(0)
@@ -225,3 +261,40 @@ def test_an_episode_is_played_server_side_seeded(server) -> None:
                          ({"task": "CartPole-v1", "frames": 3}, "extra")]:
         r = post(url + "/rl/episode", body)
         assert r.status_code == 422 and needle in r.text.lower(), (body, r.status_code, r.text)
+
+
+# ----------------------------------------------------------------------------- rl: Atari (an extra task)
+def test_breakout_acts_on_stacked_frames_and_plays_an_episode(server) -> None:
+    """The fixture trains Breakout with `quartet task` (not a dvc stage); served, /rl/act takes
+    `frames` (4x84x84 of 0..255, newest last) and /rl/episode plays a seeded game."""
+    url, _ = server
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 84, 84)).tolist()
+    r = post(url + "/rl/act", {"task": "Breakout", "frames": frames})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    values = np.asarray(out["action_values"])
+    assert values.shape == (2, 4) and out["actions"] == values.argmax(axis=1).tolist()
+    assert out["value_kind"] == "q_values"  # a dueling DQN
+    first, again = (post(url + "/rl/episode", {"task": "Breakout", "seed": 5, "max_steps": 40}) for _ in range(2))
+    assert first.status_code == 200, first.text
+    assert first.json() == again.json() and 1 <= first.json()["steps"] <= 40
+    assert base64.b64decode(first.json()["gif"])[:6] in (b"GIF87a", b"GIF89a")
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"task": "Breakout", "frames": [[[[0] * 84] * 84] * 3]}, "4x84x84"),               # 3 frames, not 4
+        ({"task": "Breakout", "frames": [[[[0] * 80] * 84] * 4]}, "4x84x84"),               # 80 wide
+        ({"task": "Breakout", "frames": [[[[256] * 84] * 84] * 4]}, "less than or equal"),  # not a pixel
+        ({"task": "Breakout", "frames": [[[[0] * 84] * 84] * 4]] * 9}, "at most 8"),        # too many stacks
+        ({"task": "Breakout", "observations": [[0.0] * 8]}, "frames"),                      # vectors for Atari
+        ({"task": "CartPole-v1", "frames": [[[[0] * 84] * 84] * 4]]}, "observations"),      # frames for a vector task
+        ({"task": "Breakout"}, "exactly one"),
+    ],
+)
+def test_breakout_bad_frames_get_422(server, body, needle: str) -> None:
+    url, _ = server
+    r = post(url + "/rl/act", body)
+    assert r.status_code == 422, r.text
+    assert needle.lower() in detail(r).lower(), detail(r)

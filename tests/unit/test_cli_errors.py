@@ -23,6 +23,9 @@ def quartet(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["prepare", "forecaster", "nope"], "family 'forecaster' has no task 'nope'"),
         (["prepare", "translatr", "dates"], "unknown family 'translatr'"),
         (["train", "forecaster", "synthetic", "--profile", "nope"], "unknown profile 'nope'"),
+        # `quartet task` runs an extra task (not a dvc stage); a pipeline task belongs to dvc repro
+        (["task", "rl", "CartPole-v1"], "rl/CartPole-v1 is a pipeline task: run `dvc repro`"),
+        (["task", "rl", "Pong"], "family 'rl' has no task 'Pong' (tasks: ['CartPole-v1', 'LunarLander-v3', 'Breakout'])"),
     ],
 )
 def test_bad_arguments(args: list[str], message: str) -> None:

@@ -165,8 +165,8 @@ def command_problems(snippets: list[str]) -> list[str]:
             if family and re.fullmatch(r"[a-z][\w-]*", family):
                 if family not in fams:
                     problems.append(f"{' '.join(path)} {family}: no such family (known: {sorted(fams)})")
-                elif task and re.fullmatch(r"[a-z][\w.-]*", task) and task not in fams[family].tasks:
-                    problems.append(f"{' '.join(path)} {family} {task}: no such task (known: {fams[family].tasks})")
+                elif task and re.fullmatch(r"[a-z][\w.-]*", task) and task not in fams[family].all_tasks:
+                    problems.append(f"{' '.join(path)} {family} {task}: no such task (known: {fams[family].all_tasks})")
     return problems
 
 
