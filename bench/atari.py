@@ -46,7 +46,7 @@ import torch
 from components import cluster
 from components.config import REPO_ROOT
 from components.data import read_json, write_json
-from families.rl import FAMILY, data, models
+from families.rl import FAMILY, data, evaluate, models
 from families.rl.episodes import run_episodes
 from quartet import api
 
@@ -90,23 +90,9 @@ def shows_learning(learned: dict[str, float], random: dict[str, float]) -> tuple
 
 
 def plot(history: list[dict[str, Any]], random_mean: float, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["env_steps"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [h["val_return_mean"] for h in history], "go-", label="greedy validation (game score)")
-    ax.plot(steps, [h["train_return_mean"] for h in history], "b.-", label="training (per life, clipped)")
-    ax.axhline(random_mean, color="r", ls="--", label=f"random policy {random_mean:.2f}")
-    ax.set_xlabel("agent steps (4 frames each)")
-    ax.set_ylabel("return")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    evaluate.plot_learning_curve(history, path, title, random_mean, f"random policy {random_mean:.2f}",
+                                 train_label="training (per life, clipped)",
+                                 val_label="greedy validation (game score)", xlabel="agent steps (4 frames each)")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

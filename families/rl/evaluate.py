@@ -63,6 +63,14 @@ def _learning_curve(history: list[dict[str, Any]], plots_dir: Path, threshold: f
         w.writerow(keys)
         for h in history:
             w.writerow([f"{float(h.get(k, 0.0)):.6g}" for k in keys])
+    plot_learning_curve(history, plots_dir / "learning_curve.png", title, threshold, f"solve threshold {threshold:g}")
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str, line: float, line_label: str,
+                        train_label: str = "train (last 100 episodes)", val_label: str = "validation (greedy)",
+                        xlabel: str = "environment steps") -> None:
+    """Training and greedy-validation returns against env steps, with one reference line (the
+    solve threshold; the bench's random-policy score)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,15 +78,15 @@ def _learning_curve(history: list[dict[str, Any]], plots_dir: Path, threshold: f
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [h["env_steps"] for h in history]
-    ax.plot(steps, [h["train_return_mean"] for h in history], "b.-", label="train (last 100 episodes)")
-    ax.plot(steps, [h["val_return_mean"] for h in history], "go-", label="validation (greedy)")
-    ax.axhline(threshold, color="r", ls="--", label=f"solve threshold {threshold:g}")
-    ax.set_xlabel("environment steps")
+    ax.plot(steps, [h["train_return_mean"] for h in history], "b.-", label=train_label)
+    ax.plot(steps, [h["val_return_mean"] for h in history], "go-", label=val_label)
+    ax.axhline(line, color="r", ls="--", label=line_label)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(plots_dir / "learning_curve.png", dpi=80)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
