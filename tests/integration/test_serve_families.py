@@ -287,9 +287,9 @@ def test_breakout_acts_on_stacked_frames_and_plays_an_episode(server) -> None:
         ({"task": "Breakout", "frames": [[[[0] * 84] * 84] * 3]}, "4x84x84"),               # 3 frames, not 4
         ({"task": "Breakout", "frames": [[[[0] * 80] * 84] * 4]}, "4x84x84"),               # 80 wide
         ({"task": "Breakout", "frames": [[[[256] * 84] * 84] * 4]}, "less than or equal"),  # not a pixel
-        ({"task": "Breakout", "frames": [[[[0] * 84] * 84] * 4]] * 9}, "at most 8"),        # too many stacks
+        ({"task": "Breakout", "frames": [[[[0] * 84] * 84] * 4] * 9}, "at most 8"),        # too many stacks
         ({"task": "Breakout", "observations": [[0.0] * 8]}, "frames"),                      # vectors for Atari
-        ({"task": "CartPole-v1", "frames": [[[[0] * 84] * 84] * 4]]}, "observations"),      # frames for a vector task
+        ({"task": "CartPole-v1", "frames": [[[[0] * 84] * 84] * 4]}, "observations"),      # frames for a vector task
         ({"task": "Breakout"}, "exactly one"),
     ],
 )
