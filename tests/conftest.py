@@ -154,8 +154,10 @@ def server(trained_repo: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     # Serve checks its proxy every 10 s by default; the proxy-kill test need not wait that long.
     env = {"RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2"}
+    # SIGTERM, not SIGINT: a test run started in the background of a script (`make test &`) inherits
+    # SIGINT ignored, so Python never turns it into KeyboardInterrupt and the stop waited out its 60 s.
     with background([*QUARTET, "serve", "--port", str(port)], trained_repo, trained_repo / "serve.log",
-                    env=env, stop=signal.SIGINT) as proc:
+                    env=env, stop=signal.SIGTERM) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/health", timeout=240)
         yield url, proc
