@@ -172,7 +172,8 @@ class TuneParams(_Strict):
     epochs: int = Field(gt=0, description="Max epochs per trial (ASHA max_t).")
     grace_period: int = Field(1, gt=0)
     max_concurrent: int = Field(2, gt=0, description="Upper bound; also capped by free CPUs.")
-    cpus_per_trial: float = Field(1, gt=0)
+    cpus_per_trial: float = Field(1, gt=0, description="launcher=function: Ray CPUs per trial; its whole CPUs "
+                                  "are also the trial's torch threads.")
     gpus_per_trial: float = Field(0, ge=0, description="launcher=function: GPUs per trial (0: CPU).")
     launcher: Literal["function", "trainer"] = Field(
         "function", description="function: the loop in the trial process; trainer: a TorchTrainer per trial."
@@ -189,7 +190,8 @@ class TuneParams(_Strict):
 class TrainParams(_Strict):
     epochs: int = Field(gt=0)
     num_workers: int = Field(1, gt=0)
-    cpus_per_worker: float = Field(1, gt=0)
+    cpus_per_worker: float = Field(1, gt=0, description="Ray CPUs per Train worker; its whole CPUs are also "
+                                   "its torch threads (also the trial workers' under tune.launcher=trainer).")
     gpus_per_worker: float = Field(0, ge=0, description="GPUs per Ray Train worker (0: CPU, gloo).")
     max_failures: int = Field(1, ge=0)
     hparams: dict[str, Any] = Field(default_factory=dict, description="The final training's values, under the "

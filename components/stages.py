@@ -82,7 +82,7 @@ def tune(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> d
     under the sweep run; it and every trial record the data version read as an MLflow dataset)."""
     from mlflow import MlflowClient
 
-    from components.train import loop_config
+    from components.train import loop_config, worker_threads
     from components.tune import check_space, run_sweep
 
     tp = with_default_spaces(family, task_params(params, family, task))
@@ -91,8 +91,9 @@ def tune(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> d
     check_space(tp, fixed, lambda hp: family.validate_hparams(hp, task), label)  # before Ray starts
     require_server_in_job(params, root)
     lay = layout(family.name, task, root, params)
+    trial_cpus = tp.tune.cpus_per_trial if tp.tune.launcher == "function" else tp.train.cpus_per_worker
     base = loop_config(family, task, fixed, lay.prepared_dir, tp.tune.epochs, params.seed,
-                       max_train_samples=tp.tune.max_train_samples)
+                       max_train_samples=tp.tune.max_train_samples, threads=worker_threads(trial_cpus))
     base = base.with_hparams({**tp.tune.hparams, "model": base.model})  # unvalidated: each trial validates its own
     with cluster.ray_session(params), cluster.deadline(tp.tune.timeout_s + 300, f"tune {family.name}/{task}"):
         setup_tracking(family, task, params, root)
@@ -143,13 +144,14 @@ def train(family: Family, task: str, params: Params, root: Path = REPO_ROOT) -> 
     """Retrain the best config with Ray Train; write the model dir; log the run to MLflow."""
     import mlflow
 
-    from components.train import fit, loop_config
+    from components.train import fit, loop_config, worker_threads
 
     tp = task_params(params, family, task)
     lay = layout(family.name, task, root, params)
     hparams, best = train_hparams(family, task, tp, lay.best_params)
     require_server_in_job(params, root)
-    cfg = loop_config(family, task, hparams, lay.prepared_dir, tp.train.epochs, params.seed)
+    cfg = loop_config(family, task, hparams, lay.prepared_dir, tp.train.epochs, params.seed,
+                      threads=worker_threads(tp.train.cpus_per_worker))
     with cluster.ray_session(params), cluster.deadline(tp.train.timeout_s, f"train {family.name}/{task}"):
         setup_tracking(family, task, params, root)
         result = fit(family.loop, cfg, params, tp.train.num_workers, tp.train.cpus_per_worker,

@@ -178,6 +178,14 @@ def train_plain(loop: Loop, config: LoopConfig, out_dir: Path | None = None) -> 
     return TrainResult(out_dir, history, None, time.perf_counter() - t0)
 
 
+def worker_threads(cpus: float) -> int:
+    """Torch threads for a worker that reserved `cpus` Ray CPUs: the whole ones, at least one.
+    Ray sets OMP_NUM_THREADS the same way; more threads than reserved CPUs would steal cores
+    from the workers Ray placed beside it. (Results differ in the last bits between thread
+    counts, so the count is part of the config, not a machine fact.)"""
+    return max(1, int(cpus + 1e-9))
+
+
 def scaling(num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> Any:
     """ScalingConfig from params: CPU-only unless GPUs per worker are asked for."""
     import ray.train

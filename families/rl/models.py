@@ -55,7 +55,8 @@ class RLHParams(BaseModel):
     max_grad_norm: float | None = Field(10.0, gt=0, description="gradient clipping (None: off)")
     # the epoch: Tune's ASHA and checkpoints count these
     steps_per_epoch: int = Field(2500, gt=0, le=10_000_000, description="environment steps per epoch")
-    stop_when_solved: bool = Field(True, description="stop once the last 100 training episodes reach the threshold")
+    stop_when_solved: bool = Field(True, description="stop once the last 100 training episodes and a greedy "
+                                   "validation mean reach the threshold")
 
 
 class ReinforceHParams(RLHParams):

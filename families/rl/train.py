@@ -18,7 +18,7 @@ the first epoch whose greedy validation mean (the prepared `val_seeds`) reached 
 Why that one: greedy is the policy that is evaluated, registered and served, and it is the same
 measurement for every agent (SB3's EvalCallback / rl-zoo report it). The strict rule
 (`steps_to_solve`: gymnasium's "mean of the last 100 *training* episodes >= threshold") is
-reported beside it and is what `stop_when_solved` uses, but it judges the exploring policy
+reported beside it and is half of what `stop_when_solved` asks, but it judges the exploring policy
 (eps-greedy, sampled softmax) and needs 100 solved episodes after learning, so it lags by tens
 of thousands of steps (CartPole: never within 50k while the greedy rule is met at ~20k). Caveats
 of the greedy rule: its resolution is one epoch, and it is only as trustworthy as the validation
@@ -35,8 +35,11 @@ trajectory an uninterrupted run would have taken.
 
 With several workers (DDP) each rank plays its own environments (seeded by rank) and the
 gradients are averaged; the reported counters are rank 0's. `stop_when_solved` (default on) ends
-the run after the epoch in which rank 0 met the solve rule (100-episode mean of training returns
->= threshold), on every rank at once; Tune sees a shorter trial.
+the run after the epoch by which rank 0 met both rules (the 100-episode mean of training returns
+and, in some epoch so far, the greedy validation mean >= threshold, so the kept weights solve
+validation), on every rank at once; Tune sees a shorter trial. The training rule alone is not
+enough: the sampled policy can average 200 while the greedy one it keeps scores 147 on test
+(measured: PPO on LunarLander, 36 epochs, seed 42).
 """
 
 from __future__ import annotations
@@ -115,9 +118,13 @@ def loop(config: LoopConfig, session: Session) -> list[dict[str, Any]]:
                      metrics["train_return_mean"], val, best.value)
             session.report(metrics, history, best, lambda epoch=epoch: {
                 "epoch": epoch, "agent": agent.state(), "progress": progress.state(), "rng": rng_states(agent.rng)})
-            # rank 0's verdict on every rank: a rank that stopped alone would hang the others
-            if hp["stop_when_solved"] and session.agree_flag(progress.steps_to_solve >= 0):
-                log.info("solved after %d env steps: stopping", progress.steps_to_solve)
+            # solved by both rules: the exploring policy's last 100 episodes and (for the kept,
+            # greedy policy) a validation mean; the first alone stopped PPO whose greedy policy
+            # scored 147. Rank 0's verdict on every rank: a rank that stopped alone would hang the others.
+            solved = progress.steps_to_solve >= 0 and progress.steps_to_solve_greedy >= 0
+            if hp["stop_when_solved"] and session.agree_flag(solved):
+                log.info("solved (last 100 training episodes at %d env steps, greedy validation at %d): stopping",
+                         progress.steps_to_solve, progress.steps_to_solve_greedy)
                 break
     finally:
         agent.close()

@@ -14,7 +14,7 @@ from components.config import ConfigError
 from components.data import read_json, write_split
 from components.family import RequestError
 from components.session import PlainSession, TrainingDiverged
-from components.train import epoch_lr, run_supervised
+from components.train import epoch_lr, run_supervised, worker_threads
 from families.forecaster import FAMILY, data, evaluate, serve, train
 from quartet import api
 
@@ -163,3 +163,20 @@ def test_epoch_lr_is_constant_by_default_and_cosine_on_request() -> None:
     assert cos[0] == 0.01 and cos[-1] > 0
     assert all(a > b for a, b in zip(cos, cos[1:], strict=False))
     assert cos[2] == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(0.25, 1), (1, 1), (1.5, 1), (2, 2), (4, 4)])
+def test_a_worker_gets_the_whole_cpus_it_reserved_as_torch_threads(cpus: float, threads: int) -> None:
+    assert worker_threads(cpus) == threads
+
+
+def test_a_session_runs_with_the_configs_threads(prepared: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            PlainSession(api.loop_config("forecaster", "synthetic", HPARAMS, prepared, 1, threads=n))
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)

@@ -154,10 +154,25 @@ class VerdictSession(PlainSession):
 @pytest.mark.parametrize("rank0_says", [False, True])
 def test_stop_when_solved_follows_rank_0(prepared: Path, rank0_says: bool) -> None:
     cfg = api.loop_config("rl", TASK, TINY_PG, prepared, 3, 7)
-    easy = dataclasses.replace(cfg, info={**cfg.info, "solve_threshold": 10.0, "solve_window": 3})
+    # 5: below any CartPole episode's return, so both rules (training and greedy validation) hold
+    easy = dataclasses.replace(cfg, info={**cfg.info, "solve_threshold": 5.0, "solve_window": 3})
     session = VerdictSession(easy, rank0_says)
     history = train_plain(train.loop, easy).history
     assert len(history) == 1 and history[0]["steps_to_solve"] > 0  # alone, it solves and stops after epoch 0
     history = train.loop(easy, session)
     assert session.asked[0] is True  # this rank solved ...
     assert len(history) == (1 if rank0_says else 3)  # ... but stops only when rank 0 says so
+
+
+def test_stop_when_solved_waits_for_the_greedy_policy(prepared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training episodes alone (the exploring policy) do not stop a run whose kept, greedy
+    policy has not reached the threshold on validation: it trains on to the end."""
+    cfg = api.loop_config("rl", TASK, TINY_PG, prepared, 3, 7)
+    easy = dataclasses.replace(cfg, info={**cfg.info, "solve_threshold": 5.0, "solve_window": 3})
+    monkeypatch.setattr(train, "validate_policy", lambda net, info, device: 1.0)  # greedy: never solved
+    history = train_plain(train.loop, easy).history
+    assert history[0]["steps_to_solve"] > 0 and history[-1]["steps_to_solve_greedy"] == -1
+    assert len(history) == 3
+    monkeypatch.setattr(train, "validate_policy", lambda net, info, device: 50.0)  # greedy solved too
+    history = train_plain(train.loop, easy).history
+    assert len(history) == 1 and history[0]["steps_to_solve_greedy"] > 0
