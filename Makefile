@@ -109,6 +109,8 @@ bench: data
 	$(BIN)/python -m bench.rl
 	$(BIN)/python -m bench.rl --only lunar --lunar-agents ppo,a2c,reinforce_baseline,reinforce --seeds 1,2,3 --lunar-steps 737280 --out bench/results/rl_pg.json
 	$(BIN)/python -m bench.atari
+	$(BIN)/quartet repro
+	$(BIN)/python -m bench.threads
 
 clean:
 	rm -rf prepared models tuning metrics plots registry ray_results mlruns

@@ -259,8 +259,9 @@ def test_adopted_cluster_tuning_reruns_train_onward_but_not_tune(trained_repo: P
 
 
 def test_a_rerun_on_the_same_machine_is_bit_identical(trained_repo: Path) -> None:
-    """Train and evaluate of two families' tasks (the supervised loop, an RL agent) rerun from scratch (Ray Train, a new process):
-    `dvc metrics diff` against the first run's metrics is empty, and so the check against
+    """Train and evaluate of three families' tasks (the supervised loop on one thread and, for
+    translator dates, on the two threads its worker reserves; an RL agent) rerun from scratch
+    (Ray Train, a new process): `dvc metrics diff` against the first run's metrics is empty, and so the check against
     reproducibility.yaml passes. Last in this file: it rewrites those tasks' models (with the
     same bytes, if reproducible)."""
     from components.reproducibility import check, metrics_diff
@@ -268,7 +269,11 @@ def test_a_rerun_on_the_same_machine_is_bit_identical(trained_repo: Path) -> Non
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
     run([*git, "add", "-f", "metrics"], cwd=trained_repo)
     run([*git, "commit", "-qm", "first run's metrics", "--allow-empty"], cwd=trained_repo)
-    stages = [f"{s}@{k}" for k in ("forecaster-synthetic", "rl-CartPole-v1") for s in ("train", "evaluate")]
+    from components import config
+
+    assert config.load(trained_repo).task("translator", "dates").train.cpus_per_worker == 2  # the 2-thread case
+    stages = [f"{s}@{k}" for k in ("forecaster-synthetic", "translator-dates", "rl-CartPole-v1")
+              for s in ("train", "evaluate")]
     run([*QUARTET, "repro", "-f", "-s", *stages], cwd=trained_repo, timeout=600)
     assert metrics_diff("HEAD", trained_repo) == {}
     assert check("HEAD", trained_repo) == []
