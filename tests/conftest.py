@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,98 +130,22 @@ def ray_local() -> Iterator[None]:
     ray.shutdown()
 
 
-class TrainedRepoBuild:
-    """The tiny-profile pipeline behind `trained_repo`, built in a thread from the end of
-    collection on, so the tests that run first (the cluster's, the DDP ones) overlap its ~8
-    minutes, most of which wait on Ray and MLflow. Its commands run in their own process group
-    with the environment of the session's start (a test that sets MLFLOW_TRACKING_URI later must
-    not leak into them), and `stop()` kills a group still running when the session ends."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-        self.error: BaseException | None = None
-        self.proc: subprocess.Popen | None = None
-        self.stopping = False
-        self.thread = threading.Thread(target=self._build, name="trained-repo", daemon=True)
-
-    def start(self) -> TrainedRepoBuild:
-        self.thread.start()
-        return self
-
-    def _run(self, cmd: list[str], log: Path, timeout: float) -> None:
-        with open(log, "w") as out:
-            self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-            try:
-                code = self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-                raise AssertionError(f"{cmd} ran past {timeout} s (log: {log})") from None
-        if code != 0 or self.stopping:
-            tail = log.read_text()[-5000:]
-            raise AssertionError(f"{cmd} failed ({code}), log {log}:\n{tail}")
-
-    def _build(self) -> None:
-        try:
-            from quartet.cli import write_profile
-
-            copy_repo(self.root)
-            write_profile("tiny", self.root / "params.yaml", root=self.root)
-            self._run([*QUARTET, "data"], self.root / "data.log", timeout=120)
-            t0 = time.perf_counter()
-            self._run([*QUARTET, "repro"], self.root / "repro.log", timeout=900)  # one local Ray for every stage
-            (self.root / "repro_wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-            # The extra task (not a dvc stage) the way a user runs one: every stage, then it is served.
-            self._run([*QUARTET, "task", "rl", "Breakout"], self.root / "task-breakout.log", timeout=600)
-        except BaseException as e:  # handed to the fixture, which raises it in the test that waits
-            self.error = e
-
-    def result(self, timeout: float) -> Path:
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            raise TimeoutError(f"the tiny-profile pipeline in {self.root} is not done after {timeout} s")
-        if self.error is not None:
-            raise self.error
-        return self.root
-
-    def stop(self) -> None:
-        self.stopping = True
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.thread.join(60)
-
-
-_BUILD: TrainedRepoBuild | None = None
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the pipeline build now if a collected test will need it."""
-    global _BUILD
-    if session.config.option.collectonly or not any("trained_repo" in item.fixturenames for item in session.items):
-        return
-    _BUILD = TrainedRepoBuild(session.config._tmp_path_factory.mktemp("trained") / "repo").start()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _BUILD is not None:
-        _BUILD.stop()
-
-
 @pytest.fixture(scope="session")
 def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A repo copy on the tiny profile after one real `dvc repro` and `quartet task rl Breakout`
-    (shared by the serving tests); built in the background since collection ended."""
-    global _BUILD
-    if _BUILD is None:  # a test run that did not go through collection with this conftest
-        _BUILD = TrainedRepoBuild(tmp_path_factory.mktemp("trained") / "repo").start()
-    return _BUILD.result(timeout=1500)
+    """A repo copy on the tiny profile after one real `dvc repro` (shared by the serving tests)."""
+    from quartet.cli import write_profile
+
+    root = copy_repo(tmp_path_factory.mktemp("trained") / "repo")
+    write_profile("tiny", root / "params.yaml", root=root)
+    run([*QUARTET, "data"], cwd=root, timeout=120)
+    t0 = time.perf_counter()
+    proc = run([*QUARTET, "repro"], cwd=root, timeout=900)  # one local Ray for every stage
+    (root / "repro_wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    (root / "repro.log").write_text(proc.stdout + proc.stderr)
+    # The extra task (not a dvc stage) the way a user runs one: every stage, then it is served.
+    proc = run([*QUARTET, "task", "rl", "Breakout"], cwd=root, timeout=600)
+    (root / "task-breakout.log").write_text(proc.stdout + proc.stderr)
+    return root
 
 
 @pytest.fixture(scope="session")
