@@ -65,6 +65,17 @@ CPU_AGENT: dict[str, Any] = {
     "prioritized": True, "per_alpha": 0.6, "per_beta0": 0.4, "stop_when_solved": False,
 }
 
+# CleanRL's ppo_atari.py hyperparameters (Huang et al. 2022, "The 37 implementation details of
+# PPO"): 8 envs x 128 steps, 4 minibatches of 256, 4 epochs, clip 0.1 (value clipped too),
+# entropy 0.01, Adam 2.5e-4 decaying to 0 over the run, gradient norm 0.5; the shared-torso
+# Nature actor-critic (families/rl/atari.py: NatureActorCritic).
+PPO_AGENT: dict[str, Any] = {
+    "model": "ppo", "hidden": 512, "lr": 2.5e-4, "gamma": 0.99, "n_envs": 8, "n_steps": 128, "batch_size": 256,
+    "update_epochs": 4, "gae_lambda": 0.95, "clip_coef": 0.1, "clip_vloss": True, "ent_coef": 0.01, "vf_coef": 0.5,
+    "max_grad_norm": 0.5, "norm_adv": True, "anneal_lr": True, "stop_when_solved": False,
+}
+AGENTS = {"dueling_dqn": CPU_AGENT, "ppo": PPO_AGENT}
+
 
 class Uniform(torch.nn.Module):
     """Equal logits: run_episodes(greedy=False) then samples uniform actions from its seeded rng."""
@@ -104,6 +115,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--buffer-size", type=int, default=CPU_AGENT["buffer_size"])
     p.add_argument("--learning-starts", type=int, default=CPU_AGENT["learning_starts"])
     p.add_argument("--train-freq", type=int, default=CPU_AGENT["train_freq"])
+    p.add_argument("--agent", choices=sorted(AGENTS), default="dueling_dqn",
+                   help="dueling_dqn: the Breakout task's Double Dueling DQN + PER; ppo: CleanRL's ppo_atari")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seed", type=int, default=1)
@@ -187,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.phase != "all" and args.work is None:
         raise SystemExit("--phase train/eval needs --work DIR (the eval phase reads what the train phase wrote)")
     torch.set_num_threads(args.threads)
-    hp = {**CPU_AGENT, "steps_per_epoch": args.steps_per_epoch, "buffer_size": args.buffer_size,
-          "train_freq": args.train_freq, "learning_starts": args.learning_starts}
+    hp = {**AGENTS[args.agent], "steps_per_epoch": args.steps_per_epoch}
+    if args.agent == "dueling_dqn":
+        hp |= {"buffer_size": args.buffer_size, "train_freq": args.train_freq, "learning_starts": args.learning_starts}
     with tempfile.TemporaryDirectory(prefix="quartet-bench-atari-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

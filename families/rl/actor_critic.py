@@ -135,7 +135,9 @@ class ActorCriticAgent(Agent):
     def collect(self, progress: Progress) -> dict[str, np.ndarray]:
         """n_steps vector steps with the current policy; next_values hold V of the true next states."""
         T, n = self.hp["n_steps"], self.hp["n_envs"]
-        obs = np.zeros((T, n, *np.shape(self.obs)[1:]), np.float32)
+        # stacked Atari frames stay uint8 (a 128 x 8 rollout is 29 MB, not 116); the net scales them
+        obs_dtype = np.uint8 if np.asarray(self.obs).dtype == np.uint8 else np.float32
+        obs = np.zeros((T, n, *np.shape(self.obs)[1:]), obs_dtype)
         actions, logp = np.zeros((T, n), np.int64), np.zeros((T, n), np.float32)
         rewards, values, next_values = (np.zeros((T, n), np.float32) for _ in range(3))
         terminated, truncated = np.zeros((T, n), bool), np.zeros((T, n), bool)

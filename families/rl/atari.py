@@ -269,15 +269,50 @@ class NatureDuelingQNetwork(nn.Module):
         return self(obs)
 
 
+class NatureActorCritic(nn.Module):
+    """CleanRL's ppo_atari network: one Nature torso and fc `hidden` *shared* by a policy head
+    and a value head (the MLP ActorCritic keeps two torsos; here the convolutions are most of the
+    cost and the features are the same). Orthogonal init, gain sqrt(2) in the torso, 0.01 for the
+    policy head (near-uniform start), 1 for the value head.
+
+    `forward(obs)` -> logits (greedy evaluation, serving); `forward(obs, with_value=True)` ->
+    (logits, V(s)), one call so DDP sees every parameter."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden: int) -> None:
+        super().__init__()
+        self.torso = nature_torso(obs_shape[0])
+        self.fc = nn.Sequential(nn.Linear(_flat_size(self.torso, obs_shape), hidden), nn.ReLU())
+        self.actor = nn.Linear(hidden, n_actions)
+        self.critic = nn.Linear(hidden, 1)
+        for module, gain in ((self.torso, 2 ** 0.5), (self.fc, 2 ** 0.5), (self.actor, 0.01), (self.critic, 1.0)):
+            for layer in module.modules():
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    nn.init.orthogonal_(layer.weight, gain)
+                    nn.init.zeros_(layer.bias)
+
+    def forward(self, obs: torch.Tensor, with_value: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc(self.torso(_scale(obs)))
+        logits = self.actor(h)
+        if not with_value:
+            return logits
+        return logits, self.critic(h).squeeze(-1)
+
+    def action_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self(obs), dim=-1)
+
+
 def build_network(hp: dict[str, Any], info: dict[str, Any]) -> nn.Module:
     """The network of `hp["model"]` for image observations `info["obs_shape"]` (4, 84, 84).
 
-    DQN models get a Q network (dueling when their hparams have `dueling_aggregator`); any other
-    model (a policy gradient) gets the same network read as logits."""
+    DQN models get a Q network (dueling when their hparams have `dueling_aggregator`); agents
+    with a critic (PPO, A2C, REINFORCE with a baseline) the shared-torso actor-critic; plain
+    REINFORCE the Q network's shape read as logits."""
     from families.rl import models  # models.build calls this: import at call time, not at import
 
     shape = tuple(int(s) for s in info["obs_shape"])
     n_actions, hidden = int(info["n_actions"]), int(hp["hidden"])
+    if models.has_critic(hp):
+        return NatureActorCritic(shape, n_actions, hidden)
     if not models.is_dqn(hp):
         return NaturePolicyNetwork(shape, n_actions, hidden)
     if "dueling_aggregator" in hp:

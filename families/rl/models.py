@@ -325,6 +325,11 @@ def is_actor_critic(hp: dict[str, Any]) -> bool:
     return issubclass(hparams_class(hp), PPOHParams)
 
 
+def has_critic(hp: dict[str, Any]) -> bool:
+    """Agents whose network also answers V(s) (`forward(obs, with_value=True)`)."""
+    return issubclass(hparams_class(hp), (PPOHParams, ReinforceBaselineHParams))
+
+
 def build(hp: dict[str, Any], info: dict[str, Any]) -> nn.Module:
     """The agent's network (policy, actor-critic or Q) for an environment described by info.
 

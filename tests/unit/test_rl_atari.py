@@ -122,6 +122,44 @@ def test_the_dueling_head_is_value_plus_centred_advantage() -> None:
     torch.testing.assert_close(q - q.mean(dim=1, keepdim=True), net.advantage(h) - net.advantage(h).mean(1, True))
 
 
+@pytest.mark.parametrize("model", ["ppo", "a2c", "reinforce_baseline"])
+def test_agents_with_a_critic_get_one_shared_torso_with_policy_and_value_heads(model: str) -> None:
+    torch.manual_seed(0)
+    net = atari.build_network({"model": model, "hidden": 32}, INFO)
+    assert isinstance(net, atari.NatureActorCritic)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 3  # one torso, not one per head
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    logits, value = net(frames, with_value=True)
+    assert logits.shape == (3, 4) and value.shape == (3,)
+    torch.testing.assert_close(net(frames.float()), logits)  # forward(obs) is the logits alone, uint8 or float
+    # the policy head's gain 0.01: a near-uniform policy at the start, as CleanRL's
+    torch.testing.assert_close(net.action_values(frames), torch.full((3, 4), 0.25), atol=0.01, rtol=0)
+
+
+def test_a_ppo_rollout_keeps_breakout_frames_uint8_and_updates_the_actor_critic(tmp_path: Path) -> None:
+    from families.rl.actor_critic import ActorCriticAgent
+    from families.rl.agents import Progress
+
+    data.ingest(tmp_path / "raw", 42)
+    data.prepare(TASK, {"val_episodes": 1, "test_episodes": 1}, tmp_path / "raw", tmp_path / "prepared", 42)
+    hp = {"model": "ppo", "hidden": 16, "n_envs": 2, "n_steps": 8, "batch_size": 8, "steps_per_epoch": 16}
+    config = api.loop_config("rl", TASK, hp, tmp_path / "prepared", 1, seed=0)
+    torch.manual_seed(0)
+    net = atari.build_network(config.hparams, config.info)
+    before = [p.detach().clone() for p in net.parameters()]
+    agent = ActorCriticAgent(config.hparams, config.info, net, torch.device("cpu"), seed=0, total_steps=16)
+    try:
+        roll = agent.collect(Progress(0.0, 100))
+        assert roll["obs"].dtype == np.uint8 and roll["obs"].shape == (8, 2, 4, 84, 84)
+        assert roll["obs"].any()  # real screens, not the zeros the buffer started as
+        stats = agent.update(roll)
+    finally:
+        agent.close()
+    assert stats["updates"] == 4 * 2  # update_epochs x (16 transitions / minibatch 8)
+    assert all(np.isfinite(v) for v in stats.values())
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # both heads and the torso moved
+
+
 # ----------------------------------------------------------------------------- frame replay
 def stacks(n: int, shape=(4, 6, 5), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n consecutive frame-stack transitions: next_obs = obs shifted by one + a new frame."""
