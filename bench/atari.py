@@ -1,27 +1,33 @@
-"""Atari benchmark (issue 7): a short Double Dueling DQN + prioritised replay run on Breakout,
-judged against the random policy (and the same network untrained) with the same evaluation
-protocol.
+"""Atari benchmark (issue 7): a short CPU run on Breakout, Double Dueling DQN + prioritised
+replay (`--agent dueling_dqn`, the Breakout task's agent) or PPO (`--agent ppo`, CleanRL's
+ppo_atari settings, the `breakout-ppo` profile's agent), judged against the random policy (and
+the same network untrained) with the same evaluation protocol.
 
 Why this exists: the issue asks for "a short CPU run that shows learning" and a GPU run where a
 GPU is available. The run is the library's own code path: `quartet.api.train_plain` (the rl
-family's loop in this process, `families.rl.agents.DQN` on the Atari training env, episodic life
-and clipped rewards) then the family's evaluate stage (greedy episodes on the prepared test seeds
-on the evaluation env: full game, raw scores, capped at 4,500 agent steps = 5 minutes).
+family's loop in this process, the agent on the Atari training env, episodic life and clipped
+rewards) then the family's evaluate stage (greedy episodes on the prepared test seeds on the
+evaluation env: full game, raw scores, capped at 4,500 agent steps = 5 minutes).
 
 The random policy plays the *same* test seeds on the *same* evaluation env (uniform actions from
 a seeded RNG), so the two means are comparable. "Shows learning" is stated as: greedy test mean
 > random mean + 2 standard errors of the difference (sqrt(se_learned^2 + se_random^2)).
 
-    python -m bench.atari [--steps N] [--test-episodes N] [--threads 1] [--device cpu|cuda]
-                          [--seed S] [--out bench/results/atari.json] [--phase train|eval --work DIR]
+    python -m bench.atari [--agent dueling_dqn|ppo] [--steps N] [--test-episodes N] [--threads 1]
+                          [--device cpu|cuda] [--seed S] [--out bench/results/atari.json]
+                          [--phase train|eval --work DIR]
 
-Measured (2 shared CPU cores, 1 torch thread, 2026-12-02): 28,000 steps (3,250 updates, 442 s)
-did NOT show learning: greedy 1.10 +- 3.36 over 30 test episodes, identical to the untrained
-network (both a constant-action policy: 0 on 27 seeds, 11 on 3), random 1.07 +- 1.28; the 2-SE
-margin was 1.31. An update of the Nature CNN costs ~85 ms on one CPU thread, so a CPU slot of 10
-minutes buys ~5k updates; DQN on Breakout needs 10^5..10^6 (the GPU command is in the report).
+Measured (2 CPU cores, 2026-12-02):
+- `--agent ppo --steps 409600 --steps-per-epoch 16384 --threads 2 --out bench/results/atari_ppo.json`:
+  **shows learning**: greedy 13.73 +- 10.18 over 30 test games vs random 1.07 +- 1.28 (margin 3.75);
+  1,638 s of training; the training lives' clipped return rose from 0.28 to 2.05.
+- `--agent dueling_dqn --steps 28000` (1 thread): did NOT: greedy 1.10 +- 3.36, identical to the
+  untrained network (a constant-action policy). An update of the Nature CNN costs ~85 ms on one
+  CPU thread, so 442 s bought 3,250 updates; DQN on Breakout needs 10^5..10^6 (the GPU profile
+  holds that run). PPO reuses each 1,024-step rollout for 16 minibatches of 256: 6,400 updates
+  over 409,600 steps, and it is on-policy, so no replay warm-up.
 
-Writes bench/results/atari.json and atari.png (learning curve); it never writes BENCHMARKS.md.
+Writes bench/results/atari.json (or `--out`) and the learning curve beside it (.png); it never writes BENCHMARKS.md.
 Run it flock'd on the shared machine: `flock /tmp/helpers/cpu.lock nice -n 10 timeout 600 ...`.
 """
 
@@ -75,6 +81,7 @@ PPO_AGENT: dict[str, Any] = {
     "max_grad_norm": 0.5, "norm_adv": True, "anneal_lr": True, "stop_when_solved": False,
 }
 AGENTS = {"dueling_dqn": CPU_AGENT, "ppo": PPO_AGENT}
+AGENT_TITLES = {"dueling_dqn": "Double Dueling DQN + PER", "ppo": "PPO (shared-torso Nature CNN)"}
 
 
 class Uniform(torch.nn.Module):
@@ -185,7 +192,7 @@ def eval_phase(args: argparse.Namespace, hp: dict[str, Any], work: Path) -> dict
     }
     write_json(args.out, out)
     plot(history, random["mean"], args.out.with_suffix(".png"),
-         f"Double Dueling DQN + PER on Breakout, {history[-1]['env_steps']:,} steps ({args.device})")
+         f"{AGENT_TITLES[args.agent]} on Breakout, {history[-1]['env_steps']:,} steps ({args.device})")
     print(f"learned {learned['mean']:.2f} ± {learned['std']:.2f} vs random {random['mean']:.2f} ± {random['std']:.2f} "
           f"(n={learned['n']}); margin {margin:.2f}; shows learning: {ok}; untrained {untrained['mean']:.2f} "
           f"(beaten: {ok_untrained}); train {trained['train_s']:.0f} s", flush=True)

@@ -270,3 +270,22 @@ def test_a_breakout_episode_is_played_bounded_and_returned_as_a_gif(model_dir: P
     assert ep.steps <= 30 and (ep.terminated or ep.truncated)
     gif = Image.open(io.BytesIO(base64.b64decode(ep.gif)))
     assert gif.format == "GIF" and gif.size == (80, 105)  # the real 160x210 RGB screen at 0.5 scale
+
+
+# ----------------------------------------------------------------------------- the CPU profile
+def test_the_breakout_ppo_profile_trains_what_bench_atari_measured() -> None:
+    """`--profile breakout-ppo` is the README's Breakout that learns on a CPU: its tune and train
+    hparams, validated as the rl family validates them (params.yaml's DQN keys dropped), are the
+    PPO settings bench.atari measured, and the sweep can only pick that learning rate."""
+    from bench.atari import PPO_AGENT
+    from components import config
+    from components.config import REPO_ROOT
+
+    task = config.load(REPO_ROOT, "breakout-ppo").task("rl", TASK)
+    assert task.tune.models == ["ppo"] and task.tune.search_space["ppo"]["lr"].choice == [PPO_AGENT["lr"]]
+    family = api.family("rl")
+    expected = family.validate_hparams({**PPO_AGENT, "steps_per_epoch": 16_384})  # bench: --steps-per-epoch 16384
+    for hparams in (task.tune.hparams, task.train.hparams):
+        assert "buffer_size" in hparams  # the merged base (DQN) keys are there ...
+        assert family.validate_hparams({**hparams, "model": "ppo"}) == expected  # ... and dropped for PPO
+    assert task.train.epochs * task.train.hparams["steps_per_epoch"] == 409_600 and task.train.cpus_per_worker == 2
