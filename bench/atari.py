@@ -18,9 +18,11 @@ a seeded RNG), so the two means are comparable. "Shows learning" is stated as: g
                           [--phase train|eval --work DIR]
 
 Measured (2 CPU cores, 2026-12-02):
-- `--agent ppo --steps 409600 --steps-per-epoch 16384 --threads 2 --out bench/results/atari_ppo.json`:
-  **shows learning**: greedy 13.73 +- 10.18 over 30 test games vs random 1.07 +- 1.28 (margin 3.75);
-  1,638 s of training; the training lives' clipped return rose from 0.28 to 2.05.
+- `--agent ppo --steps 409600 --steps-per-epoch 16384 --threads 2 --out bench/results/atari_ppo.json`
+  (seed 1): **shows learning**: greedy 13.73 +- 10.18 over 30 test games vs random 1.07 +- 1.28
+  (margin 3.75), with the best validation epoch's weights (epoch 9 of 25, 163,840 steps: 37 on 3
+  validation games, later epochs 11-19); 1,638 s of training; the training lives' clipped return
+  rose from 0.28 to 2.05.
 - `--agent dueling_dqn --steps 28000` (1 thread): did NOT: greedy 1.10 +- 3.36, identical to the
   untrained network (a constant-action policy). An update of the Nature CNN costs ~85 ms on one
   CPU thread, so 442 s bought 3,250 updates; DQN on Breakout needs 10^5..10^6 (the GPU profile
@@ -119,9 +121,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--steps-per-epoch", type=int, default=4000)
     p.add_argument("--val-episodes", type=int, default=3)
     p.add_argument("--test-episodes", type=int, default=30, help="Nature evaluated 30 episodes per game")
-    p.add_argument("--buffer-size", type=int, default=CPU_AGENT["buffer_size"])
-    p.add_argument("--learning-starts", type=int, default=CPU_AGENT["learning_starts"])
-    p.add_argument("--train-freq", type=int, default=CPU_AGENT["train_freq"])
+    p.add_argument("--buffer-size", type=int, help="dueling_dqn only (default {})".format(CPU_AGENT["buffer_size"]))
+    p.add_argument("--learning-starts", type=int, help="dueling_dqn only (default {})".format(CPU_AGENT["learning_starts"]))
+    p.add_argument("--train-freq", type=int, help="dueling_dqn only (default {})".format(CPU_AGENT["train_freq"]))
     p.add_argument("--agent", choices=sorted(AGENTS), default="dueling_dqn",
                    help="dueling_dqn: the Breakout task's Double Dueling DQN + PER; ppo: CleanRL's ppo_atari")
     p.add_argument("--threads", type=int, default=1)
@@ -207,9 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.phase != "all" and args.work is None:
         raise SystemExit("--phase train/eval needs --work DIR (the eval phase reads what the train phase wrote)")
     torch.set_num_threads(args.threads)
-    hp = {**AGENTS[args.agent], "steps_per_epoch": args.steps_per_epoch}
-    if args.agent == "dueling_dqn":
-        hp |= {"buffer_size": args.buffer_size, "train_freq": args.train_freq, "learning_starts": args.learning_starts}
+    dqn_flags = {"buffer_size": args.buffer_size, "train_freq": args.train_freq, "learning_starts": args.learning_starts}
+    given = {k: v for k, v in dqn_flags.items() if v is not None}
+    if given and args.agent != "dueling_dqn":
+        raise SystemExit(f"--{next(iter(given)).replace('_', '-')} is a replay setting: only --agent dueling_dqn takes it")
+    hp = {**AGENTS[args.agent], "steps_per_epoch": args.steps_per_epoch, **given}
     with tempfile.TemporaryDirectory(prefix="quartet-bench-atari-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,10 @@ def test_agents_with_a_critic_get_one_shared_torso_with_policy_and_value_heads(m
     torch.testing.assert_close(net(frames.float()), logits)  # forward(obs) is the logits alone, uint8 or float
     # the policy head's gain 0.01: a near-uniform policy at the start, as CleanRL's
     torch.testing.assert_close(net.action_values(frames), torch.full((3, 4), 0.25), atol=0.01, rtol=0)
+    # orthogonal rows of norm = gain: 0.01 (policy), 1 (value), sqrt(2) (the fc's ReLU layer)
+    torch.testing.assert_close(net.actor.weight.norm(dim=1), torch.full((4,), 0.01))
+    torch.testing.assert_close(net.critic.weight.norm(dim=1), torch.ones(1))
+    torch.testing.assert_close(net.fc[0].weight.norm(dim=1), torch.full((32,), 2 ** 0.5))
 
 
 def test_a_ppo_rollout_keeps_breakout_frames_uint8_and_updates_the_actor_critic(tmp_path: Path) -> None:
@@ -273,10 +277,11 @@ def test_a_breakout_episode_is_played_bounded_and_returned_as_a_gif(model_dir: P
 
 
 # ----------------------------------------------------------------------------- the CPU profile
-def test_the_breakout_ppo_profile_trains_what_bench_atari_measured() -> None:
-    """`--profile breakout-ppo` is the README's Breakout that learns on a CPU: its tune and train
-    hparams, validated as the rl family validates them (params.yaml's DQN keys dropped), are the
-    PPO settings bench.atari measured, and the sweep can only pick that learning rate."""
+def test_the_breakout_ppo_profile_has_the_hparams_bench_atari_measured() -> None:
+    """`--profile breakout-ppo` is the README's Breakout for a CPU: its tune and train hparams,
+    validated as the rl family validates them (params.yaml's DQN keys dropped), are the PPO
+    settings bench.atari measured, and the sweep can only pick that learning rate. (The seed and
+    the process differ: the task runs the pipeline's seed on Ray Train.)"""
     from bench.atari import PPO_AGENT
     from components import config
     from components.config import REPO_ROOT
